@@ -1,0 +1,10 @@
+"""rnnstate: Keras-compatible recurrent layers on PyTorch, with sequences and states first-class."""
+from . import activations, initializers, layers, models, utils
+from ._state import GRUState, LSTMState, SimpleRNNState
+from .layers import Input
+from .models import Model, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = ["Input", "Model", "Sequential", "layers", "models", "initializers", "activations", "utils",
+           "LSTMState", "GRUState", "SimpleRNNState"]

@@ -1,0 +1,202 @@
+"""Cell protocol and the weight handling shared by the built-in gated cells.
+
+A cell knows one time step and nothing of time, flags or direction:
+
+* ``state_size`` (list of ints, Keras' order), ``output_size``
+* ``initial_state(batch_size, device=None, dtype=float32)`` -> a NamedTuple of zeros
+* ``step(x_t, state) -> (y_t, new_state)`` for one step, x_t (B, F)
+* fast-path split used by the time loop: ``project_input(x)`` (any leading dims, one matmul for
+  all steps) and ``recurrent_step(xw_t, state, rec_mask=None, return_gates=False)``
+* Keras' contract ``cell(inputs, states) -> (output, new_states_list)``, so rnnstate cells also
+  work where Keras cells do.
+
+Parameters are stored in torch's fused layout (``weight_ih (G*U, F)``, ``weight_hh (G*U, U)``,
+``bias_ih``, ``bias_hh``) so the fused kernels run with no per-call re-layout; Keras' layout is
+produced only by ``_keras_weights`` (see ``rnnstate._layout``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import _checks, _layout, activations, initializers
+from ..layers.base import Layer, WeightRef
+
+_NOT_YET = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+            "kernel_constraint", "recurrent_constraint", "bias_constraint")
+
+
+class Cell(Layer):
+    """Base class of rnnstate cells. Subclasses define ``state_type``, ``initial_state`` and ``step``."""
+
+    state_type = None
+
+    @property
+    def state_names(self):
+        return self.state_type._fields
+
+    def initial_state(self, batch_size, device=None, dtype=torch.float32):
+        z = torch.zeros(batch_size, self.units, device=device, dtype=dtype)
+        return self.state_type(*([z] * len(self.state_type._fields)))
+
+    def get_initial_state(self, batch_size):  # Keras' name
+        return list(self.initial_state(batch_size, device=self._device()))
+
+    def step(self, x_t, state):
+        """One time step: x_t (B, F), state -> (y_t (B, U), new_state)."""
+        y, new = self.recurrent_step(self.project_input(x_t), state)
+        return y, new
+
+    def forward(self, inputs, states, training=None):
+        """Keras' cell contract: ``(inputs, states) -> (output, [new_states])``."""
+        states = states if isinstance(states, (list, tuple)) else [states]
+        y, new = self.step(inputs, self.state_type(*states))
+        return y, list(new)
+
+
+class GatedCell(Cell):
+    """Weights, config and Keras layout for LSTM / GRU / SimpleRNN cells (G gate blocks of U units)."""
+
+    kind = ""          # key into _layout.GATE_PERM
+    n_gates = 1
+    _config_args = ("units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+                    "recurrent_initializer", "bias_initializer", "dropout", "recurrent_dropout", "seed")
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
+        for k in _NOT_YET:
+            if kwargs.get(k, None) is not None:
+                raise _checks.error(type(self).__name__, f"argument `{k}` is not supported yet by rnnstate; "
+                                                         f"received {kwargs[k]!r}. Pass None (the default).",
+                                    NotImplementedError)
+            kwargs.pop(k, None)
+        kwargs.pop("implementation", None)   # Keras 2's kernel choice: rnnstate picks its own path
+        super().__init__(**kwargs)
+        self.units = _checks.positive_int(self, "units", units)
+        if isinstance(activation, (int, float)) and not isinstance(activation, bool):
+            raise _checks.error(self, f"argument `activation` must be an activation name or callable; received "
+                                      f"{activation!r}. The second positional argument is `activation`, not the "
+                                      f"input size: give the input shape as `input_shape=(timesteps, features)` "
+                                      f"or with `Input(shape=(timesteps, features))`.")
+        self.activation = _get_activation(self, "activation", activation)
+        self.recurrent_activation = _get_activation(self, "recurrent_activation", recurrent_activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.dropout = _checks.fraction(self, "dropout", dropout)
+        self.recurrent_dropout = _checks.fraction(self, "recurrent_dropout", recurrent_dropout)
+        self.seed = seed
+        self._generator = None
+        if seed is not None:
+            self._generator = torch.Generator().manual_seed(int(seed))
+        self.state_size = [self.units] * len(self.state_type._fields)
+        self.output_size = self.units
+
+    # ---- activation names, for the fused-path check --------------------------------------------------
+    @property
+    def activation_name(self):
+        return _act_name(self.activation)
+
+    @property
+    def recurrent_activation_name(self):
+        return _act_name(self.recurrent_activation)
+
+    # ---- weights --------------------------------------------------------------------------------------
+    def _keras_bias_shape(self):
+        return (self.n_gates * self.units,)
+
+    def _init_keras_bias(self):
+        return self.bias_initializer(self._keras_bias_shape())
+
+    def _bias_hh_is_param(self):
+        return False
+
+    def build(self, input_shape):
+        feat = input_shape[-1]
+        if feat is None:
+            raise _checks.error(self, f"the last axis (features) of the input must be known; received shape "
+                                      f"{_checks.fmt_shape(input_shape)}.")
+        self.input_dim = int(feat)
+        G = self.n_gates * self.units
+        kernel = _as_float(self.kernel_initializer((self.input_dim, G)))                 # (F, G)
+        rec = _as_float(self.recurrent_initializer((self.units, G)))                     # (U, G)
+        self.weight_ih = nn.Parameter(_layout.kernel_to_torch(kernel, self.kind))        # (G, F)
+        self.weight_hh = nn.Parameter(_layout.kernel_to_torch(rec, self.kind))           # (G, U)
+        if self.use_bias:
+            b = _as_float(self._init_keras_bias())
+            if b.dim() == 2:    # GRU reset_after: (2, G)
+                self.bias_ih = nn.Parameter(_layout.bias_to_torch(b[0], self.kind))
+                self.bias_hh = nn.Parameter(_layout.bias_to_torch(b[1], self.kind))
+            else:
+                self.bias_ih = nn.Parameter(_layout.bias_to_torch(b, self.kind))
+                self.register_buffer("bias_hh", torch.zeros(G), persistent=False)
+        else:
+            self.bias_ih = None
+            self.bias_hh = None
+
+    def _keras_weights(self):
+        if not self.built:
+            return []
+        kind, U, G = self.kind, self.units, self.n_gates * self.units
+
+        def put_param(name, conv):
+            def put(v):
+                getattr(self, name).copy_(conv(v, kind))
+            return put
+
+        ws = [
+            WeightRef(self, "kernel", (self.input_dim, G), lambda: _layout.kernel_from_torch(self.weight_ih, kind),
+                      put_param("weight_ih", _layout.kernel_to_torch)),
+            WeightRef(self, "recurrent_kernel", (U, G), lambda: _layout.kernel_from_torch(self.weight_hh, kind),
+                      put_param("weight_hh", _layout.kernel_to_torch)),
+        ]
+        if self.use_bias:
+            if self._bias_hh_is_param():
+                def get_b():
+                    return torch.stack([_layout.bias_from_torch(self.bias_ih, kind),
+                                        _layout.bias_from_torch(self.bias_hh, kind)])
+
+                def put_b(v):
+                    self.bias_ih.copy_(_layout.bias_to_torch(v[0], kind))
+                    self.bias_hh.copy_(_layout.bias_to_torch(v[1], kind))
+                ws.append(WeightRef(self, "bias", (2, G), get_b, put_b))
+            else:
+                ws.append(WeightRef(self, "bias", (G,), lambda: _layout.bias_from_torch(self.bias_ih, kind),
+                                    put_param("bias_ih", _layout.bias_to_torch)))
+        return ws
+
+    # ---- per-sequence pieces used by the time loop ----------------------------------------------------
+    def project_input(self, x):
+        """x (..., F) -> x @ W_ih^T + b_ih, (..., G*U): the input part of every gate, all steps at once."""
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def dropout_mask(self, shape, rate, device, dtype):
+        """Keras' dropout mask: one Bernoulli(1 - rate) draw per sample and unit, kept for all steps,
+        scaled by 1 / (1 - rate)."""
+        keep = 1.0 - rate
+        if self._generator is not None:
+            m = torch.rand(shape, generator=self._generator).to(device=device)
+        else:
+            m = torch.rand(shape, device=device)
+        return (m < keep).to(dtype) / keep
+
+
+def _get_activation(layer, arg, value):
+    try:
+        return activations.get(value)
+    except ValueError as e:
+        raise _checks.error(layer, f"argument `{arg}`: {e}") from None
+
+
+def _act_name(fn):
+    try:
+        return activations.serialize(fn)
+    except ValueError:
+        return None
+
+
+def _as_float(t):
+    return t.detach().to(torch.float32) if isinstance(t, torch.Tensor) else torch.as_tensor(t, dtype=torch.float32)

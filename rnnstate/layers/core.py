@@ -1,0 +1,237 @@
+"""Core layers: Input, Dense, Embedding, RepeatVector, Activation, Dropout, Flatten, Reshape."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import _checks, activations, initializers
+from .._symbolic import Node, SymbolicTensor
+from .base import Layer, WeightRef
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float32, "float16": torch.float16, "int32": torch.int64,
+           "int64": torch.int64, "bool": torch.bool, "bfloat16": torch.bfloat16}
+
+
+class InputLayer(Layer):
+    """Holds a model input. ``Input(...)`` makes one and returns its symbolic tensor."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+        for k in ("input_shape", "batch_input_shape"):       # Keras 2 spellings
+            if k in kwargs:
+                v = tuple(kwargs.pop(k))
+                if k == "input_shape":
+                    shape = v
+                else:
+                    batch_shape = v
+        kwargs.pop("sparse", None)
+        kwargs.pop("ragged", None)
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        if batch_shape is None:
+            if shape is None:
+                raise _checks.error(self, "needs `shape` (without the batch axis), e.g. Input(shape=(timesteps, "
+                                          "features)); received none.")
+            if isinstance(shape, int):
+                shape = (shape,)
+            batch_shape = (batch_size,) + tuple(shape)
+        self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
+        dt = dtype or "float32"
+        if isinstance(dt, torch.dtype):
+            self.tensor_dtype = dt
+        else:
+            if dt not in _DTYPES:
+                raise _checks.error(self, f"argument `dtype` must be one of {sorted(_DTYPES)}; received {dt!r}.")
+            self.tensor_dtype = _DTYPES[dt]
+        self._dtype_name = dt if isinstance(dt, str) else str(dt).replace("torch.", "")
+        self.built = True
+        self.output_tensor = SymbolicTensor(self.batch_shape, self.tensor_dtype, name=self.name)
+        node = Node(self, (), {}, self.output_tensor)
+        self._inbound_nodes.append(node)
+
+    def forward(self, x, training=None):
+        return x
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self._dtype_name}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+    """A symbolic model input of shape ``(batch_size,) + shape``; ``None`` dims are free
+    (``Input(shape=(None, F))`` accepts any number of timesteps)."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape,
+                      **kwargs).output_tensor
+
+
+class Dense(Layer):
+    """``y = activation(x @ kernel + bias)`` on the last axis. Weights: kernel (F, U), bias (U,)."""
+
+    _config_args = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+        for k, v in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
+                     ("activity_regularizer", activity_regularizer), ("kernel_constraint", kernel_constraint),
+                     ("bias_constraint", bias_constraint)):
+            if v is not None:
+                raise _checks.error("Dense", f"argument `{k}` is not supported yet by rnnstate; received {v!r}.",
+                                    NotImplementedError)
+        super().__init__(**kwargs)
+        self.units = _checks.positive_int(self, "units", units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None:
+            raise _checks.error(self, f"the last axis of the input must be known; received shape "
+                                      f"{_checks.fmt_shape(input_shape)}.")
+        self.input_dim = int(input_shape[-1])
+        self.kernel = nn.Parameter(torch.as_tensor(self.kernel_initializer((self.input_dim, self.units)),
+                                                   dtype=torch.float32))       # (F, U), Keras layout
+        self.bias = nn.Parameter(torch.as_tensor(self.bias_initializer((self.units,)), dtype=torch.float32)) \
+            if self.use_bias else None
+
+    def _keras_weights(self):
+        if not self.built:
+            return []
+        ws = [WeightRef(self, "kernel", self.kernel.shape, lambda: self.kernel.detach(), self.kernel.copy_)]
+        if self.use_bias:
+            ws.append(WeightRef(self, "bias", self.bias.shape, lambda: self.bias.detach(), self.bias.copy_))
+        return ws
+
+    def compute_output_shape(self, input_shape):
+        if self.built:
+            _check_last(self, self.input_dim, input_shape)
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, training=None):
+        _check_last(self, self.input_dim, x.shape)
+        y = x @ self.kernel                                                  # (..., U)
+        if self.bias is not None:
+            y = y + self.bias
+        return self.activation(y)
+
+
+def _check_last(layer, expected, shape):
+    if shape[-1] is not None and int(shape[-1]) != expected:
+        raise _checks.error(layer, f"expects inputs whose last axis has {expected} features; received shape "
+                                   f"{_checks.fmt_shape(tuple(shape))}.")
+
+
+class Embedding(Layer):
+    """Integer ids (B, T) -> vectors (B, T, output_dim). Weight: embeddings (input_dim, output_dim)."""
+
+    _config_args = ("input_dim", "output_dim", "embeddings_initializer", "mask_zero")
+    _input_dtype = None
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 embeddings_constraint=None, mask_zero=False, input_length=None, **kwargs):
+        if input_length is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_length,)        # Keras 2's spelling of the input shape
+        super().__init__(**kwargs)
+        self.input_dim = _checks.positive_int(self, "input_dim", input_dim)
+        self.output_dim = _checks.positive_int(self, "output_dim", output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.mask_zero = bool(mask_zero)
+
+    def build(self, input_shape):
+        self.embeddings = nn.Parameter(torch.as_tensor(
+            self.embeddings_initializer((self.input_dim, self.output_dim)), dtype=torch.float32))
+
+    def _keras_weights(self):
+        if not self.built:
+            return []
+        return [WeightRef(self, "embeddings", self.embeddings.shape, lambda: self.embeddings.detach(),
+                          self.embeddings.copy_)]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def forward(self, x, training=None):
+        if x.is_floating_point():
+            x = x.long()
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
+            raise _checks.error(self, f"ids must be in [0, {self.input_dim}) (input_dim={self.input_dim}); "
+                                      f"received ids from {int(x.min())} to {int(x.max())}.")
+        return F.embedding(x, self.embeddings)
+
+
+class RepeatVector(Layer):
+    """(B, F) -> (B, n, F)."""
+
+    _config_args = ("n",)
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        self.n = _checks.positive_int(self, "n", n)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise _checks.error(self, f"expects a 2-D input (batch, features); received shape "
+                                      f"{_checks.fmt_shape(input_shape)}.")
+        return (input_shape[0], self.n, input_shape[1])
+
+    def forward(self, x, training=None):
+        if x.dim() != 2:
+            self.compute_output_shape(tuple(x.shape))
+        return x.unsqueeze(1).expand(-1, self.n, -1)
+
+
+class Activation(Layer):
+    _config_args = ("activation",)
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def forward(self, x, training=None):
+        return self.activation(x)
+
+
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of inputs when training, scaling the rest by 1/(1-rate)."""
+
+    _config_args = ("rate", "noise_shape", "seed")
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = _checks.fraction(self, "rate", rate)
+        self.noise_shape = tuple(noise_shape) if noise_shape is not None else None
+        self.seed = seed
+
+    def forward(self, x, training=None):
+        if not self._is_training(training) or self.rate == 0.0:
+            return x
+        if self.noise_shape is None:
+            return F.dropout(x, self.rate, True)
+        shape = [x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)]
+        keep = 1.0 - self.rate
+        return x * ((torch.rand(shape, device=x.device) < keep).to(x.dtype) / keep)
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        n = None if any(d is None for d in rest) else int(math.prod(rest))
+        return (input_shape[0], n)
+
+    def forward(self, x, training=None):
+        return x.reshape(x.shape[0], -1)
+
+
+class Reshape(Layer):
+    _config_args = ("target_shape",)
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(target_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(None if d == -1 else d for d in self.target_shape)
+
+    def forward(self, x, training=None):
+        return x.reshape((x.shape[0],) + self.target_shape)

@@ -1,0 +1,252 @@
+"""`RNN(cell)`: owns the return flags, direction, initial and stateful states, and the path choice.
+
+Calls run either a fused torch kernel (``rnnstate.loop.fused``) or the reference loop
+(``rnnstate.loop.reference``); ``layer.last_path`` says which ran and, when not fused, why.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _checks
+from .._state import result_type
+from .._symbolic import SymbolicTensor
+from ..loop import fused, reference
+from .base import Layer, shape_of, to_tensor
+
+PATHS = ("auto", "fused", "loop")
+
+
+class RNN(Layer):
+    """A recurrent layer over any cell.
+
+    Args:
+        cell: an rnnstate cell (``LSTMCell`` ...), or any object following Keras' contract
+            (``call(inputs, states) -> (output, new_states)``, ``state_size``, ``output_size``).
+        return_sequences: return the output of every step, (B, T, U), instead of the last, (B, U).
+        return_state: also return the final state(s), Keras' order: ``output, *states``.
+        go_backwards: process the sequence in reverse (the output sequence is then in reverse order,
+            as in Keras).
+        stateful: the final states of a call are the initial states of the next (detached).
+        unroll, zero_output_for_mask: accepted for Keras compatibility (no effect on results).
+        path: ``"auto"`` (fused kernel when possible), ``"fused"`` (raise if impossible, with the
+            reason), or ``"loop"`` (always the reference loop). Keyword-only.
+
+    Call arguments: ``inputs`` (B, T, F); ``initial_state`` a list of (B, U) tensors (any layer's
+    output, e.g. a Dense output as ``c``); ``training``; ``mask`` (B, T) bool.
+    """
+
+    _config_args = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+                    "zero_output_for_mask")
+
+    def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 unroll=False, zero_output_for_mask=False, *, return_cell_sequence=False,
+                 return_gate_sequences=False, path="auto", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(cell, (list, tuple)):
+            from .stacked import StackedCells
+            cell = StackedCells(list(cell))
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.return_cell_sequence = bool(return_cell_sequence)
+        self.return_gate_sequences = bool(return_gate_sequences)
+        self.path = _checks.one_of(self, "path", path, PATHS)
+        if self.return_cell_sequence and "c" not in _state_names(cell):
+            raise _checks.error(self, f"argument `return_cell_sequence=True` needs a cell with a cell state c "
+                                      f"(LSTM); {type(cell).__name__} has states {_state_names(cell)}. Its "
+                                      f"output sequence (`return_sequences=True`) already is its h sequence.")
+        if self.return_gate_sequences and not getattr(cell, "gate_names", ()):
+            raise _checks.error(self, f"argument `return_gate_sequences=True` needs a gated cell (LSTM, GRU); "
+                                      f"{type(cell).__name__} has no gates.")
+        self.last_path = None          # "fused-oneDNN", "fused-cuDNN", "reference loop (<reason>)"
+        self._states = None            # stateful: the carried state (NamedTuple of (B, U) tensors)
+        self._fields = self._result_fields()
+
+    # ---- structure ---------------------------------------------------------------------------------
+    @property
+    def units(self):
+        return self.cell.units
+
+    @property
+    def state_size(self):
+        s = self.cell.state_size
+        return list(s) if isinstance(s, (list, tuple)) else [s]
+
+    def _result_fields(self):
+        fields = ["output"]
+        if self.return_state:
+            fields += list(_state_names(self.cell))
+        if self.return_cell_sequence:
+            fields.append("c_seq")
+        if self.return_gate_sequences:
+            fields += [f"gate_{g}" for g in self.cell.gate_names]
+        return tuple(fields)
+
+    def _pack(self, values):
+        if len(values) == 1:
+            return values[0]
+        return result_type(self._fields)(*values)
+
+    def _sublayers(self):
+        return [self.cell]
+
+    def build(self, input_shape):
+        _checks.rnn_input_rank(self, input_shape)
+        if isinstance(self.cell, Layer):
+            self.cell._maybe_build((input_shape[0], input_shape[-1]))
+        self.input_dim = input_shape[-1]
+
+    # ---- symbolic ------------------------------------------------------------------------------------
+    def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
+        shape = shape_of(inputs)
+        _checks.rnn_input_rank(self, shape)
+        if self.built:
+            _checks.feature_count(self, self.input_dim, shape)
+        self._maybe_build(shape)
+        B, T = shape[0], shape[1]
+        if initial_state is not None:
+            self._check_state_shapes([shape_of(s) for s in _as_list(initial_state)], B)
+        out_size = self.cell.output_size
+        values = [SymbolicTensor((B, T, out_size) if self.return_sequences else (B, out_size))]
+        if self.return_state:
+            values += [SymbolicTensor((B, n)) for n in self.state_size]
+        if self.return_cell_sequence:
+            values.append(SymbolicTensor((B, T, self.units)))
+        if self.return_gate_sequences:
+            values += [SymbolicTensor((B, T, self.units)) for _ in self.cell.gate_names]
+        return self._pack(values)
+
+    def compute_output_shape(self, input_shape):
+        spec = self.compute_output_spec(SymbolicTensor(input_shape))
+        return spec.shape if isinstance(spec, SymbolicTensor) else [s.shape for s in spec]
+
+    def _check_state_shapes(self, shapes, batch):
+        names = _state_names(self.cell)
+        expected = [(batch, n) for n in self.state_size]
+        _checks.initial_state(self, shapes, expected, names)
+
+    # ---- eager ---------------------------------------------------------------------------------------
+    def forward(self, inputs, initial_state=None, training=None, mask=None):
+        x = inputs
+        if x.dim() != 3:
+            _checks.rnn_input_rank(self, tuple(x.shape))
+        _checks.feature_count(self, self.input_dim, tuple(x.shape))
+        B = x.shape[0]
+        training = self._is_training(training)
+        state = self._start_state(x, initial_state, B)
+        cell = self.cell
+        dropout = getattr(cell, "dropout", 0.0) if training else 0.0
+        rec_dropout = getattr(cell, "recurrent_dropout", 0.0) if training else 0.0
+        if dropout > 0.0:
+            x = x * cell.dropout_mask((B, 1, x.shape[2]), dropout, x.device, x.dtype)
+        rec_mask = cell.dropout_mask((B, cell.units), rec_dropout, x.device, x.dtype) if rec_dropout > 0 else None
+        if mask is not None:
+            mask = to_tensor(mask, torch.bool, x.device)
+        want_c = self.return_cell_sequence
+        want_g = self.return_gate_sequences
+
+        reason = "path='loop' was requested" if self.path == "loop" else \
+            fused.unsupported_reason(cell, recurrent_dropout_active=rec_mask is not None, mask=mask)
+        if self.path == "fused" and reason is not None:
+            raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")
+        if reason is None:
+            xs = x.flip(1) if self.go_backwards else x
+            outputs, final = fused.run(cell, xs, state, training=training)
+            seqs = gates = None
+            if want_c or want_g:
+                seqs, gates = fused.recompute_sequences(cell, xs, state, outputs, want_states=want_c,
+                                                        want_gates=want_g)
+                self.last_path = fused.kernel_name(x.device) + " + gate recompute"
+            else:
+                self.last_path = fused.kernel_name(x.device)
+        else:
+            res = reference.time_loop(cell, x, state, go_backwards=self.go_backwards, rec_mask=rec_mask,
+                                      collect_states=want_c, collect_gates=want_g, mask=mask, training=training)
+            outputs, final, seqs, gates = res
+            self.last_path = f"reference loop ({reason})"
+        if self.stateful:
+            self._states = type(final)(*[s.detach() for s in final]) if hasattr(final, "_fields") \
+                else tuple(s.detach() for s in final)
+        values = [outputs if self.return_sequences else outputs[:, -1]]
+        if self.return_state:
+            values += list(final)
+        if want_c:
+            values.append(seqs[list(_state_names(cell)).index("c")])
+        if want_g:
+            values += list(gates)
+        return self._pack(values)
+
+    def _start_state(self, x, initial_state, B):
+        cell = self.cell
+        if initial_state is not None:
+            states = [to_tensor(s, x.dtype, x.device) for s in _as_list(initial_state)]
+            self._check_state_shapes([tuple(s.shape) for s in states], B)
+            st = getattr(cell, "state_type", None)
+            return st(*states) if st is not None else tuple(states)
+        if self.stateful and self._states is not None:
+            if self._states[0].shape[0] != B:
+                raise _checks.error(self, f"is stateful and holds states for a batch of "
+                                          f"{self._states[0].shape[0]} samples; received a batch of {B} samples."
+                                          f"\n- Expected batch size: {self._states[0].shape[0]}"
+                                          f"\n- Received batch size: {B}\nCall `reset_states()` to start over "
+                                          f"with a new batch size.")
+            return self._states
+        if hasattr(cell, "initial_state"):
+            return cell.initial_state(B, device=x.device, dtype=x.dtype)
+        if hasattr(cell, "get_initial_state"):
+            return tuple(cell.get_initial_state(B))
+        return tuple(torch.zeros(B, n, device=x.device, dtype=x.dtype) for n in self.state_size)
+
+    # ---- stateful -----------------------------------------------------------------------------------
+    def reset_states(self, states=None):
+        """Zero the carried state (``states=None``) or set it to the given list of (B, U) arrays."""
+        if not self.stateful:
+            raise _checks.error(self, "`reset_states` needs `stateful=True`; this layer carries no state "
+                                      "between calls.")
+        if states is None:
+            self._states = None
+        else:
+            dev = self._device()
+            ts = [to_tensor(s, torch.float32, dev) for s in _as_list(states)]
+            self._check_state_shapes([tuple(t.shape) for t in ts], ts[0].shape[0])
+            st = getattr(self.cell, "state_type", None)
+            self._states = st(*ts) if st is not None else tuple(ts)
+
+    reset_state = reset_states
+
+    @property
+    def states(self):
+        return self._states
+
+    # ---- config -------------------------------------------------------------------------------------
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["cell"] = {"class_name": type(self.cell).__name__, "config": self.cell.get_config()}
+        if self.path != "auto":
+            cfg["path"] = self.path
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        from .. import serialization
+        config = dict(config)
+        config["cell"] = serialization.deserialize_layer(config["cell"])
+        return cls(**config)
+
+
+def _state_names(cell):
+    if hasattr(cell, "state_names"):
+        return tuple(cell.state_names)
+    s = cell.state_size
+    n = len(s) if isinstance(s, (list, tuple)) else 1
+    return ("h", "c")[:n] if n <= 2 else tuple(f"state_{i}" for i in range(n))
+
+
+def _as_list(states):
+    if isinstance(states, (list, tuple)):
+        return list(states)
+    return [states]

@@ -1,0 +1,192 @@
+"""Bidirectional and TimeDistributed."""
+from __future__ import annotations
+
+import torch
+
+from .. import _checks
+from .._state import result_type
+from .._symbolic import SymbolicTensor
+from .base import Layer, shape_of
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class Bidirectional(Layer):
+    """Run a recurrent layer forwards and a copy of it backwards, and merge the outputs.
+
+    ``merge_mode``: ``"concat"`` (default, (.., 2U)), ``"sum"``, ``"mul"``, ``"ave"`` or ``None``
+    (both outputs returned separately). With ``return_state=True`` the result is
+    ``(output, forward_h, forward_c, backward_h, backward_c)`` (LSTM; GRU/SimpleRNN without the c's),
+    never merged; ``res.forward`` / ``res.backward`` give each direction's named state.
+    ``initial_state``: forward states first, then backward states. With ``return_sequences`` the
+    backward output is flipped back into input time order before merging (Keras).
+    Weights: the forward layer's, then the backward layer's.
+    """
+
+    _config_args = ("merge_mode",)
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+        super().__init__(**kwargs)
+        from .rnn import RNN
+        if not isinstance(layer, RNN):
+            raise _checks.error(self, f"argument `layer` must be a recurrent layer (LSTM, GRU, SimpleRNN, RNN); "
+                                      f"received {type(layer).__name__}.")
+        self.merge_mode = _checks.one_of(self, "merge_mode", merge_mode, MERGE_MODES)
+        cfg = layer.get_config()
+        cfg.pop("batch_input_shape", None)
+        if self._batch_input_shape is None and layer._batch_input_shape is not None:
+            self._batch_input_shape = layer._batch_input_shape
+        cfg["name"] = "forward_" + layer.name
+        self.forward_layer = type(layer).from_config(cfg)
+        if backward_layer is None:
+            bcfg = dict(cfg, name="backward_" + layer.name, go_backwards=not layer.go_backwards)
+            backward_layer = type(layer).from_config(bcfg)
+        self.backward_layer = backward_layer
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        self.stateful = layer.stateful
+        names = list(self.forward_layer._fields[1:])
+        fields = ["output"] if self.merge_mode is not None else ["forward_output", "backward_output"]
+        if self.return_state:
+            n = len(self.forward_layer.state_size)
+            fields += [f"forward_{s}" for s in names[:n]] + [f"backward_{s}" for s in names[:n]]
+        self._fields = tuple(fields)
+        if weights is not None:
+            self._pending_weights = weights
+
+    def _sublayers(self):
+        return [self.forward_layer, self.backward_layer]
+
+    def build(self, input_shape):
+        self.forward_layer._maybe_build(input_shape)
+        self.backward_layer._maybe_build(input_shape)
+        if getattr(self, "_pending_weights", None) is not None:
+            self.set_weights(self._pending_weights)
+            self._pending_weights = None
+
+    @property
+    def last_path(self):
+        return {"forward": self.forward_layer.last_path, "backward": self.backward_layer.last_path}
+
+    def _split_states(self, initial_state):
+        if initial_state is None:
+            return None, None
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        n = len(self.forward_layer.state_size)
+        if len(states) != 2 * n:
+            raise _checks.error(self, f"argument `initial_state` must be {2 * n} tensors: the forward layer's "
+                                      f"{n} state(s) then the backward layer's {n}; received {len(states)}.")
+        return states[:n], states[n:]
+
+    def _merge(self, y_fw, y_bw):
+        m = self.merge_mode
+        if m == "concat":
+            return torch.cat([y_fw, y_bw], -1)
+        if m == "sum":
+            return y_fw + y_bw
+        if m == "mul":
+            return y_fw * y_bw
+        if m == "ave":
+            return (y_fw + y_bw) / 2
+        return None
+
+    def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
+        fw_init, bw_init = self._split_states(initial_state)
+        self._maybe_build(shape_of(inputs))
+        fw = self.forward_layer.compute_output_spec(inputs, initial_state=fw_init)
+        bw = self.backward_layer.compute_output_spec(inputs, initial_state=bw_init)
+        fw, bw = _as_list(fw), _as_list(bw)
+        y = fw[0]
+        if self.merge_mode == "concat":
+            out = [SymbolicTensor(y.shape[:-1] + (y.shape[-1] * 2,))]
+        elif self.merge_mode is None:
+            out = [fw[0], bw[0]]
+        else:
+            out = [SymbolicTensor(y.shape)]
+        if self.return_state:
+            out += fw[1:] + bw[1:]
+        return out[0] if len(out) == 1 else result_type(self._fields)(*out)
+
+    def compute_output_shape(self, input_shape):
+        spec = self.compute_output_spec(SymbolicTensor(input_shape))
+        return spec.shape if isinstance(spec, SymbolicTensor) else [s.shape for s in spec]
+
+    def forward(self, inputs, initial_state=None, training=None, mask=None):
+        fw_init, bw_init = self._split_states(initial_state)
+        fw = _as_list(self.forward_layer(inputs, initial_state=fw_init, training=training, mask=mask))
+        bw = _as_list(self.backward_layer(inputs, initial_state=bw_init, training=training, mask=mask))
+        y_fw, y_bw = fw[0], bw[0]
+        if self.return_sequences:
+            y_bw = y_bw.flip(1)
+        out = [y_fw, y_bw] if self.merge_mode is None else [self._merge(y_fw, y_bw)]
+        if self.return_state:
+            out += fw[1:] + bw[1:]
+        return out[0] if len(out) == 1 else result_type(self._fields)(*out)
+
+    def reset_states(self, states=None):
+        fw, bw = self._split_states(states) if states is not None else (None, None)
+        self.forward_layer.reset_states(fw)
+        self.backward_layer.reset_states(bw)
+
+    reset_state = reset_states
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["layer"] = {"class_name": type(self.forward_layer).__name__, "config": self.forward_layer.get_config()}
+        cfg["layer"]["config"]["name"] = self.forward_layer.name[len("forward_"):]
+        cfg["backward_layer"] = {"class_name": type(self.backward_layer).__name__,
+                                 "config": self.backward_layer.get_config()}
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        from .. import serialization
+        config = dict(config)
+        config["layer"] = serialization.deserialize_layer(config["layer"])
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = serialization.deserialize_layer(config["backward_layer"])
+        return cls(**config)
+
+
+class TimeDistributed(Layer):
+    """Apply `layer` to every timestep: (B, T, ...) -> (B, T, ...out) via one call on (B*T, ...)."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer, Layer):
+            raise _checks.error(self, f"argument `layer` must be an rnnstate layer; received {type(layer).__name__}.")
+        self.layer = layer
+
+    def _sublayers(self):
+        return [self.layer]
+
+    def build(self, input_shape):
+        if len(input_shape) < 3:
+            raise _checks.error(self, f"expects an input of at least 3 dimensions (batch, timesteps, ...); "
+                                      f"received shape {_checks.fmt_shape(input_shape)}.")
+        self.layer._maybe_build((None,) + tuple(input_shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return tuple(input_shape[:2]) + tuple(inner[1:])
+
+    def forward(self, inputs, training=None):
+        B, T = inputs.shape[:2]
+        y = self.layer(inputs.reshape((B * T,) + tuple(inputs.shape[2:])), training=training)
+        return y.reshape((B, T) + tuple(y.shape[1:]))
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["layer"] = {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        from .. import serialization
+        config = dict(config)
+        config["layer"] = serialization.deserialize_layer(config["layer"])
+        return cls(**config)
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]

@@ -1,0 +1,100 @@
+"""Fused kernels: torch's own RNN ops (oneDNN on CPU, cuDNN on GPU). No semantics of their own.
+
+``unsupported_reason`` says why a configuration can't run fused (``None`` when it can); the layer
+never picks a path by catching exceptions. ``run`` gives the same numbers as
+``rnnstate.loop.reference.time_loop`` (tested over the flag grid).
+
+Cell-state and gate sequences: the fused ops return only the h sequence. Given it, every gate of
+every step is one batched matmul on ``h_{t-1}`` (``recompute_sequences``); for the LSTM the cell
+state then follows from ``c_t = f_t * c_{t-1} + i_t * g_t``, one fused multiply-add per step.
+"""
+from __future__ import annotations
+
+import torch
+
+_FUSED_CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
+
+
+def kernel_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "fused-cuDNN" if torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled else "fused-CUDA"
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
+        return "fused-oneDNN"
+    return f"fused-{device.type}"
+
+
+def unsupported_reason(cell, *, recurrent_dropout_active: bool, mask) -> str | None:
+    name = type(cell).__name__
+    if name not in _FUSED_CELLS or not hasattr(cell, "weight_ih"):
+        return f"{name} is a custom cell; fused kernels exist only for LSTMCell, GRUCell and SimpleRNNCell"
+    act = cell.activation_name
+    if name == "SimpleRNNCell":
+        if act not in ("tanh", "relu"):
+            return f"activation={act!r}; the fused SimpleRNN kernels need 'tanh' or 'relu'"
+    else:
+        if act != "tanh":
+            return f"activation={act!r}; the fused kernels need 'tanh'"
+        if cell.recurrent_activation_name != "sigmoid":
+            return f"recurrent_activation={cell.recurrent_activation_name!r}; the fused kernels need 'sigmoid'"
+    if name == "GRUCell" and not cell.reset_after:
+        return "reset_after=False; the fused GRU kernel implements reset_after=True only"
+    if recurrent_dropout_active:
+        return "recurrent_dropout is active (training); the fused kernels can't mask h between steps"
+    if mask is not None:
+        return "a mask was given; masked sequences run on the reference loop"
+    return None
+
+
+def _params(cell):
+    if cell.bias_ih is None:
+        return [cell.weight_ih, cell.weight_hh], False
+    return [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh], True
+
+
+def run(cell, x, state, *, training=False):
+    """x (B, T, F), state NamedTuple of (B, U) -> (outputs (B, T, U), final state NamedTuple)."""
+    params, has_bias = _params(cell)
+    name = type(cell).__name__
+    if name == "LSTMCell":
+        h0, c0 = state
+        out, h, c = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), params, has_bias, 1, 0.0, training,
+                               False, True)
+        return out, cell.state_type(h.squeeze(0), c.squeeze(0))
+    if name == "GRUCell":
+        op = torch.gru
+    else:
+        op = torch.rnn_tanh if cell.activation_name == "tanh" else torch.rnn_relu
+    out, h = op(x, state[0].unsqueeze(0), params, has_bias, 1, 0.0, training, False, True)
+    return out, cell.state_type(h.squeeze(0))
+
+
+def recompute_sequences(cell, x, state0, outputs, *, want_states: bool, want_gates: bool):
+    """From the fused h sequence `outputs` (B, T, U), recompute gate sequences (one matmul) and, for
+    the LSTM, the cell-state sequence. Returns (state_seqs or None, gates or None)."""
+    name = type(cell).__name__
+    if name == "SimpleRNNCell":
+        return ((outputs,) if want_states else None), None
+    h_prev = torch.cat([state0[0].unsqueeze(1), outputs[:, :-1]], 1)             # (B, T, U)
+    xw = cell.project_input(x)                                                   # (B, T, G)
+    ra, a = cell.recurrent_activation, cell.activation
+    if name == "GRUCell":
+        gh = torch.nn.functional.linear(h_prev, cell.weight_hh, cell.bias_hh)     # (B, T, 3U)
+        xr, xz, xn = xw.chunk(3, 2)
+        hr, hz, hn = gh.chunk(3, 2)
+        r, z = ra(xr + hr), ra(xz + hz)
+        n = a(xn + r * hn)
+        return ((outputs,) if want_states else None), ((z, r, n) if want_gates else None)
+    z = xw + h_prev @ cell.weight_hh.t()                                        # (B, T, 4U)
+    zi, zf, zg, zo = z.chunk(4, 2)
+    i, f, g, o = ra(zi), ra(zf), a(zg), ra(zo)
+    seqs = None
+    if want_states:
+        ig = i * g                                                               # (B, T, U)
+        T = x.shape[1]
+        c = state0[1]
+        cs = []
+        for t in range(T):
+            c = torch.addcmul(ig[:, t], f[:, t], c)
+            cs.append(c)
+        seqs = (outputs, torch.stack(cs, 1))
+    return seqs, ((i, f, g, o) if want_gates else None)

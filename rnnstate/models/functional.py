@@ -1,0 +1,259 @@
+"""Functional `Model(inputs, outputs)`: a graph of layer calls, ordered once, run eagerly on torch."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import _checks
+from .._symbolic import SymbolicTensor, flatten, map_structure, pack_like
+from ..layers.base import Layer, shape_of, to_tensor
+from ..layers.core import InputLayer
+from .summary import print_summary
+
+
+class Model(Layer):
+    """A model built from symbolic tensors: ``Model(inputs=Input(...), outputs=layer(...)(...))``.
+
+    Calling it on arrays or tensors runs it eagerly (``model(x)`` returns torch tensors; ``predict``
+    returns numpy); calling it on symbolic tensors nests it in a bigger graph. A layer used twice
+    shares its weights. New models can be cut out of an existing one from any of its symbolic
+    tensors (``Model(model.input[0], model.layers[2].output)``: the encoder-decoder inference pattern).
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        if inputs is None or outputs is None:
+            raise _checks.error(self, "needs `inputs` and `outputs` (symbolic tensors from `Input(...)` and layer "
+                                      "calls); subclassed models are not supported yet.", TypeError)
+        self._init_graph(inputs, outputs)
+
+    # ---- graph ----------------------------------------------------------------------------------------
+    def _init_graph(self, inputs, outputs):
+        self._input_structure = inputs
+        self.inputs = flatten(inputs)
+        if isinstance(outputs, tuple) and hasattr(outputs, "_fields"):
+            outputs = list(outputs)
+        self._output_structure = outputs
+        self.outputs = flatten(outputs)
+        for t in self.inputs + self.outputs:
+            if not isinstance(t, SymbolicTensor):
+                raise _checks.error(self, f"`inputs` and `outputs` must be symbolic tensors (from `Input(...)` and "
+                                          f"layer calls); received {type(t).__name__}.", TypeError)
+        for t in self.inputs:
+            if not isinstance(t.layer, InputLayer):
+                raise _checks.error(self, f"every entry of `inputs` must come from `Input(...)`; received one "
+                                          f"produced by {_checks.who(t.layer)}.")
+        input_ids = {id(t) for t in self.inputs}
+        order, seen, visiting, layer_index = [], set(), set(), {}
+
+        def visit(node):
+            if id(node) in seen:
+                return
+            layer_index.setdefault(node.layer, len(layer_index))
+            for t in node.inputs:
+                if id(t) in input_ids:
+                    layer_index.setdefault(t.layer, len(layer_index))
+                    continue
+                if isinstance(t.layer, InputLayer):
+                    raise _checks.error(self, f"the graph is disconnected: {t!r} (input '{t.layer.name}') is needed "
+                                              f"to compute the outputs but is not in `inputs`.")
+                visit(t.node)
+            seen.add(id(node))
+            order.append(node)
+
+        for t in self.outputs:
+            if id(t) in input_ids:
+                layer_index.setdefault(t.layer, len(layer_index))
+            else:
+                visit(t.node)
+        self._nodes = order                                             # topological, inputs excluded
+        # Keras' layer order: by depth from the outputs (deepest first), ties by discovery order
+        depth = {}
+        for node in reversed(order):
+            d = depth.get(id(node), 0)
+            for t in node.inputs:
+                key = id(t.node)
+                depth[key] = max(depth.get(key, 0), d + 1)
+        layer_depth = {}
+        for t in self.inputs:
+            layer_depth[t.layer] = depth.get(id(t.node), 0)
+        for node in order:
+            layer_depth[node.layer] = max(layer_depth.get(node.layer, 0), depth.get(id(node), 0))
+        for t in self.inputs:            # inputs first, as Keras
+            layer_depth[t.layer] = max(layer_depth.values()) + 1 if t.layer not in [n.layer for n in order] else 0
+        layers = sorted(layer_index, key=lambda l: (-layer_depth.get(l, 0), layer_index[l]))
+        names = [l.name for l in layers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise _checks.error(self, f"all layer names in a model must be unique; these repeat: {dup}.")
+        self._layers = nn.ModuleDict({l.name: l for l in layers})
+        self.input_names = [t.layer.name for t in self.inputs]
+        self.output_names = _unique([t.layer.name for t in self.outputs])
+        self.built = True
+
+    @property
+    def layers(self):
+        return list(self._layers.values())
+
+    def _sublayers(self):
+        return [l for l in self.layers if not isinstance(l, InputLayer)]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        if name in self._layers:
+            return self._layers[name]
+        raise _checks.error(self, f"has no layer named {name!r}; layers: {list(self._layers)}.")
+
+    @property
+    def input(self):
+        return self._input_structure
+
+    @property
+    def output(self):
+        return self._output_structure
+
+    # ---- running -----------------------------------------------------------------------------------------
+    def _run_graph(self, inputs, training=False):
+        """inputs: list of tensors (one per model input) -> flat list of output tensors."""
+        values = {id(t): v for t, v in zip(self.inputs, inputs)}
+
+        def get(a):
+            return values[id(a)] if isinstance(a, SymbolicTensor) else a
+
+        for node in self._nodes:
+            args = map_structure(get, node.args) if node.args else ()
+            kwargs = map_structure(get, node.kwargs) if node.kwargs else {}
+            out = node.layer(*args, training=training, **kwargs)
+            if len(node.outputs) == 1:
+                values[id(node.outputs[0])] = out
+            else:
+                for t, v in zip(node.outputs, flatten(out)):
+                    values[id(t)] = v
+        return [values[id(t)] for t in self.outputs]
+
+    def _standardize_inputs(self, x):
+        """Any of tensor / array / list / dict -> list of tensors in `self.inputs` order, checked."""
+        if isinstance(x, dict):
+            missing = [n for n in self.input_names if n not in x]
+            if missing:
+                raise _checks.error(self, f"the input dict lacks {missing}; expected keys {self.input_names}, "
+                                          f"received {list(x)}.")
+            x = [x[n] for n in self.input_names]
+        elif not isinstance(x, (list, tuple)) or (hasattr(x, "shape") and not isinstance(x, (list, tuple))):
+            x = [x]
+        x = list(x)
+        if len(x) != len(self.inputs):
+            raise _checks.error(self, f"expects {len(self.inputs)} input(s) ({', '.join(self.input_names)}); "
+                                      f"received {len(x)}.")
+        dev = self._device()
+        out = []
+        for t, v in zip(self.inputs, x):
+            want = t.dtype if t.dtype.is_floating_point else None
+            v = to_tensor(v, want, dev)
+            if v.dim() != len(t.shape) or (t.shape[-1] is not None and v.shape[-1] != t.shape[-1]):
+                raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
+                                          f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
+            out.append(v)
+        return out
+
+    def forward(self, inputs, training=None, mask=None):
+        xs = self._standardize_inputs(inputs)
+        outs = self._run_graph(xs, training=self._is_training(training))
+        return pack_like(self._output_structure, outs)
+
+    def __call__(self, *args, **kwargs):
+        return super().__call__(*args, **kwargs)
+
+    def _convert_input(self, x):
+        return x       # _standardize_inputs converts per input dtype
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        """Run the graph on symbolic tensors (nesting this model in another graph)."""
+        xs = flatten(inputs)
+        if len(xs) != len(self.inputs):
+            raise _checks.error(self, f"expects {len(self.inputs)} input(s); received {len(xs)}.")
+        values = {id(t): v for t, v in zip(self.inputs, xs)}
+
+        def get(a):
+            return values[id(a)] if isinstance(a, SymbolicTensor) else a
+
+        for node in self._nodes:
+            spec = node.layer.compute_output_spec(*map_structure(get, node.args), **map_structure(get, node.kwargs))
+            for t, v in zip(node.outputs, flatten(spec)):
+                values[id(t)] = v
+        outs = [SymbolicTensor(values[id(t)].shape, values[id(t)].dtype) for t in self.outputs]
+        return pack_like(self._output_structure, outs)
+
+    def build(self, input_shape):
+        pass
+
+    # ---- inference ------------------------------------------------------------------------------------------
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """numpy in, numpy out (a list for several outputs), in batches of `batch_size` (32), no autograd."""
+        xs = self._standardize_inputs(x)
+        n = xs[0].shape[0]
+        for name, v in zip(self.input_names, xs):
+            if v.shape[0] != n:
+                raise _checks.error(self, f"all inputs must have the same number of samples; '{self.input_names[0]}' "
+                                          f"has {n}, '{name}' has {v.shape[0]}.")
+        bs = batch_size or 32
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                if n <= bs:
+                    outs = self._run_graph(xs, training=False)
+                else:
+                    parts = [self._run_graph([v[i:i + bs] for v in xs], training=False) for i in range(0, n, bs)]
+                    outs = [torch.cat(p, 0) for p in zip(*parts)]
+        finally:
+            if was_training:
+                self.train()
+        arrays = [o.detach().cpu().numpy() for o in outs]
+        if isinstance(self._output_structure, SymbolicTensor):
+            return arrays[0]
+        return arrays
+
+
+    # ---- states -----------------------------------------------------------------------------------------------
+    def _stateful_layers(self):
+        return [l for l in self._all_layers() if getattr(l, "stateful", False) and hasattr(l, "reset_states")]
+
+    def _all_layers(self):
+        out = []
+        for l in self.layers:
+            out.append(l)
+            if isinstance(l, Model):
+                out.extend(l._all_layers())
+        return out
+
+    def reset_states(self):
+        layers = self._stateful_layers()
+        if not layers:
+            raise _checks.error(self, "`reset_states` found no stateful recurrent layer in this model (create "
+                                      "them with `stateful=True`); nothing would be reset.")
+        for l in layers:
+            l.reset_states()
+
+    reset_state = reset_states
+
+    # ---- display -------------------------------------------------------------------------------------------------
+    def summary(self, line_length=None, print_fn=None, **kwargs):
+        print_summary(self, print_fn=print_fn)
+
+    def count_params(self):
+        return int(sum(int(np.prod(w.shape)) for w in self.weights))
+
+
+def _unique(names):
+    out, counts = [], {}
+    for n in names:
+        if n in counts:
+            counts[n] += 1
+            out.append(f"{n}_{counts[n]}")
+        else:
+            counts[n] = 0
+            out.append(n)
+    return out
