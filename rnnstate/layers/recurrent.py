@@ -23,6 +23,8 @@ def _split(cls_cell, args: dict, kwargs: dict, use_cudnn="auto"):
         rnn_kw["path"] = "fused"
     elif use_cudnn is False and rnn_kw["path"] == "auto":
         rnn_kw["path"] = "loop"
+    if "zero_output_for_mask" in kwargs:
+        rnn_kw["zero_output_for_mask"] = kwargs.pop("zero_output_for_mask")
     layer_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_ARGS}
     kwargs.pop("implementation", None)
     kwargs.pop("time_major", None) if kwargs.get("time_major") is False else None
