@@ -14,6 +14,9 @@ def who(layer) -> str:
         return layer
     if isinstance(layer, type):
         return layer.__name__
+    owner = getattr(layer, "_owner", None)       # a cell built by LSTM/GRU/SimpleRNN speaks as that layer
+    if owner:
+        return owner
     name = getattr(layer, "name", None)
     cls = type(layer).__name__
     return f"{cls} '{name}'" if name else cls

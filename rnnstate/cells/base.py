@@ -65,10 +65,11 @@ class GatedCell(Cell):
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, seed=None, _owner=None, **kwargs):
+        self._owner = _owner
         for k in _NOT_YET:
             if kwargs.get(k, None) is not None:
-                raise _checks.error(type(self).__name__, f"argument `{k}` is not supported yet by rnnstate; "
+                raise _checks.error(_owner or type(self).__name__, f"argument `{k}` is not supported yet by rnnstate; "
                                                          f"received {kwargs[k]!r}. Pass None (the default).",
                                     NotImplementedError)
             kwargs.pop(k, None)

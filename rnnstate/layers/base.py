@@ -109,7 +109,7 @@ class Layer(nn.Module):
                  batch_size=None, input_dim=None, **kwargs):
         super().__init__()
         if kwargs:
-            raise _checks.unknown_kwargs(type(self).__name__, kwargs)
+            raise _checks.unknown_kwargs(getattr(self, "_owner", None) or type(self).__name__, kwargs)
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)

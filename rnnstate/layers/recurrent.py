@@ -14,7 +14,7 @@ _RNN_ARGS = ("return_sequences", "return_state", "go_backwards", "stateful", "un
 _LAYER_ARGS = ("name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size", "input_dim")
 
 
-def _split(cls_cell, args: dict, kwargs: dict, use_cudnn="auto"):
+def _split(cls_cell, args: dict, kwargs: dict, use_cudnn="auto", owner=""):
     """Separate the cell's arguments from the RNN layer's."""
     rnn_kw = {k: args.pop(k) for k in _RNN_ARGS}
     for k in ("return_cell_sequence", "return_gate_sequences", "path"):
@@ -28,7 +28,10 @@ def _split(cls_cell, args: dict, kwargs: dict, use_cudnn="auto"):
     layer_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _LAYER_ARGS}
     kwargs.pop("implementation", None)
     kwargs.pop("time_major", None) if kwargs.get("time_major") is False else None
-    cell = cls_cell(**args, **kwargs, dtype=layer_kw.get("dtype"))
+    if layer_kw.get("name"):
+        owner = f"{owner} '{layer_kw['name']}'"
+    cell = cls_cell(**args, **kwargs, dtype=layer_kw.get("dtype"), _owner=owner)
+    cell._owner = None                       # built: from now on the cell speaks for itself
     return cell, rnn_kw, layer_kw
 
 
@@ -96,7 +99,7 @@ class LSTM(_CellLayer):
         args = dict(locals())
         for k in ("self", "kwargs", "__class__", "use_cudnn"):
             args.pop(k, None)
-        cell, rnn_kw, layer_kw = _split(LSTMCell, args, kwargs, use_cudnn)
+        cell, rnn_kw, layer_kw = _split(LSTMCell, args, kwargs, use_cudnn, "LSTM")
         super().__init__(cell, **rnn_kw, **layer_kw)
 
 
@@ -130,7 +133,7 @@ class GRU(_CellLayer):
         for k in ("self", "kwargs", "__class__", "use_cudnn"):
             args.pop(k, None)
         args["return_cell_sequence"] = False
-        cell, rnn_kw, layer_kw = _split(GRUCell, args, kwargs, use_cudnn)
+        cell, rnn_kw, layer_kw = _split(GRUCell, args, kwargs, use_cudnn, "GRU")
         super().__init__(cell, **rnn_kw, **layer_kw)
 
 
@@ -154,5 +157,5 @@ class SimpleRNN(_CellLayer):
             args.pop(k, None)
         args["return_cell_sequence"] = False
         args["return_gate_sequences"] = False
-        cell, rnn_kw, layer_kw = _split(SimpleRNNCell, args, kwargs)
+        cell, rnn_kw, layer_kw = _split(SimpleRNNCell, args, kwargs, owner="SimpleRNN")
         super().__init__(cell, **rnn_kw, **layer_kw)

@@ -1,0 +1,119 @@
+"""Fused kernels == the reference loop (values and gradients) over the flag grid; path reporting."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from rnnstate import layers as L
+
+from .conftest import B, F, T, U
+
+KINDS = ["LSTM", "GRU", "SimpleRNN"]
+
+
+def _pair(kind, wseed=0, **kw):
+    torch.manual_seed(wseed)
+    a = getattr(L, kind)(U, path="auto", **kw)
+    b = getattr(L, kind)(U, path="loop", **kw)
+    a(torch.zeros(1, T, F))
+    b(torch.zeros(1, T, F))
+    w = [np.random.default_rng(wseed).standard_normal(x.shape).astype("float32") * 0.5 for x in a.get_weights()]
+    a.set_weights(w)
+    b.set_weights(w)
+    return a, b
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("go_backwards,with_init,return_sequences",
+                         list(itertools.product([False, True], [False, True], [False, True])))
+def test_fused_equals_loop_values_and_grads(kind, go_backwards, with_init, return_sequences):
+    a, b = _pair(kind, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
+    x = torch.randn(B, T, F, requires_grad=True)
+    n = 2 if kind == "LSTM" else 1
+    init = [torch.randn(B, U, requires_grad=True) for _ in range(n)] if with_init else None
+    ra = a(x, initial_state=init, training=True)
+    assert a.last_path.startswith("fused-")
+    gx_a = torch.autograd.grad(sum(r.square().sum() for r in ra), [x] + list(a.parameters()) + (init or []))
+    rb = b(x, initial_state=init, training=True)
+    assert b.last_path.startswith("reference loop")
+    gx_b = torch.autograd.grad(sum(r.square().sum() for r in rb), [x] + list(b.parameters()) + (init or []))
+    for u, v in zip(ra, rb):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
+    for u, v in zip(gx_a, gx_b):
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_state_and_gate_sequences_equal_loop(kind, go_backwards):
+    extra = {"return_cell_sequence": True} if kind == "LSTM" else {}
+    a, b = _pair(kind, return_sequences=True, return_state=True, go_backwards=go_backwards,
+                 return_gate_sequences=True, **extra)
+    x = torch.randn(B, T, F, requires_grad=True)
+    ra, rb = a(x, training=True), b(x, training=True)
+    assert "gate recompute" in a.last_path and b.last_path.startswith("reference loop")
+    assert ra._fields == rb._fields
+    for name in ra._fields:
+        torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
+    ga = torch.autograd.grad(sum(r.sum() for r in ra), [x] + list(a.parameters()))
+    gb = torch.autograd.grad(sum(r.sum() for r in rb), [x] + list(b.parameters()))
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-4)
+
+
+def test_lstm_sequences_obey_equations():
+    """c_t = f*c_{t-1} + i*g and h_t = o*tanh(c_t), from the returned sequences themselves."""
+    layer = L.LSTM(U, return_sequences=True, return_state=True, return_cell_sequence=True,
+                   return_gate_sequences=True)
+    r = layer(torch.randn(B, T, F))
+    c_prev = torch.cat([torch.zeros(B, 1, U), r.c_seq[:, :-1]], 1)
+    torch.testing.assert_close(r.c_seq, r.gate_f * c_prev + r.gate_i * r.gate_g, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(r.output, r.gate_o * torch.tanh(r.c_seq), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(r.c_seq[:, -1], r.c)
+    assert isinstance(r.gates, tuple) and r.gates.f is r.gate_f
+
+
+def test_input_dropout_runs_fused_and_equals_loop_with_same_seed():
+    a, b = _pair("LSTM", return_sequences=True, dropout=0.5, seed=3)
+    x = torch.randn(B, T, F)
+    ya, yb = a(x, training=True), b(x, training=True)
+    assert a.last_path.startswith("fused-")
+    torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5)
+    # inference ignores dropout
+    torch.testing.assert_close(a(x), b(x), atol=1e-5, rtol=1e-5)
+
+
+def test_reasons_for_the_loop():
+    x = torch.randn(B, T, F)
+    cases = [
+        (L.LSTM(U, activation="relu"), "activation='relu'"),
+        (L.LSTM(U, recurrent_activation="hard_sigmoid"), "recurrent_activation='hard_sigmoid'"),
+        (L.GRU(U, reset_after=False), "reset_after=False"),
+        (L.SimpleRNN(U, activation="sigmoid"), "activation='sigmoid'"),
+    ]
+    for layer, why in cases:
+        layer(x)
+        assert layer.last_path.startswith("reference loop") and why in layer.last_path
+    rd = L.LSTM(U, recurrent_dropout=0.3)
+    rd(x)
+    assert rd.last_path == "fused-oneDNN" or rd.last_path.startswith("fused-")   # inference: no dropout
+    rd(x, training=True)
+    assert "recurrent_dropout" in rd.last_path
+
+
+def test_forcing_an_impossible_fused_path_raises_with_the_reason():
+    layer = L.GRU(U, reset_after=False, path="fused")
+    with pytest.raises(ValueError, match=r"GRU '.*': path='fused' was requested .*reset_after=False"):
+        layer(torch.randn(B, T, F))
+    with pytest.raises(ValueError, match="argument `path` must be one of"):
+        L.LSTM(U, path="cudnn")
+
+
+def test_use_cudnn_keras_argument_maps_to_paths():
+    x = torch.randn(B, T, F)
+    loop = L.LSTM(U, use_cudnn=False)
+    loop(x)
+    assert loop.last_path.startswith("reference loop")
+    with pytest.raises(ValueError, match="reset_after=False"):
+        L.GRU(U, reset_after=False, use_cudnn=True)(x)
