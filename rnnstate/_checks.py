@@ -93,3 +93,105 @@ def not_iterable(layer, shape):
 def unknown_kwargs(cls_name, kwargs, hint=""):
     names = ", ".join(f"`{k}`" for k in sorted(kwargs))
     return TypeError(f"{cls_name}: unexpected keyword argument(s) {names}.{hint}")
+
+
+# ---- states: stateful layers, get/set/reset, streaming, the state store ----------------------------------------
+def stateful_batch(layer, expected, received, how):
+    """A stateful layer got a batch whose size differs from the one its state is for."""
+    if how == "declared":
+        fix = ("The batch size was fixed by the model's input (`Input(batch_size=...)` or `batch_input_shape`). "
+               "To run other batch sizes, stream with explicit states (`model.stream()`, any batch size), or "
+               "build the model with `Input(shape=...)` (batch size taken from the first call).")
+    else:
+        fix = ("The batch size was taken from the first call; call `reset_states()` to start over with "
+               "another batch size, or stream with explicit states (`model.stream()`, any batch size).")
+    return error(layer, f"is stateful and holds states for a batch of {expected} samples; received a batch of "
+                        f"{received} samples.\n- Expected batch size: {expected}\n- Received batch size: "
+                        f"{received}\n{fix}")
+
+
+def not_stateful(layer, method):
+    return error(layer, f"`{method}` needs `stateful=True`; this layer carries no state between calls. Create "
+                        f"it with `stateful=True`, or pass states explicitly (`initial_state=` on a call, or "
+                        f"`model.stream()`).")
+
+
+def no_state_yet(layer):
+    return error(layer, "holds no state yet and its batch size is unknown: call it on a batch first, give the "
+                        "batch size (`Input(batch_size=...)` or `batch_input_shape=`), or `set_states(...)`.")
+
+
+def no_stateful_layers(model, method):
+    return error(model, f"`{method}` found no stateful recurrent layer in this model (create them with "
+                        f"`stateful=True`); there is no state to {'reset' if 'reset' in method else 'get or set'}. "
+                        f"For explicit states on any model use `model.stream()`.")
+
+
+def reset_samples(layer, samples, batch):
+    return error(layer, f"argument `samples` of `reset_states` must be a bool mask of length {batch} (True where "
+                        f"a sequence ends) or integer sample indices in [0, {batch}); received {samples!r:.200}.")
+
+
+def states_and_samples(layer):
+    return error(layer, "`reset_states` takes either `states` (new values for the whole batch) or `samples` "
+                        "(which samples to zero), not both.")
+
+
+def state_count(owner, expected, names, received):
+    return error(owner, f"expects {expected} state tensor{'s' if expected != 1 else ''} ({', '.join(names)}); "
+                        f"received {received}.")
+
+
+def state_shape(owner, name, expected, received):
+    return error(owner, f"state `{name}` must have shape {fmt_shape(expected)} (batch, units); received shape "
+                        f"{fmt_shape(received)}.")
+
+
+def state_keys(owner, unknown, known):
+    return error(owner, f"has no recurrent layer(s) named {sorted(unknown)} to take states; known: {list(known)}.")
+
+
+def state_structure(owner, expected, received):
+    return error(owner, f"states must be {expected}; received {received}.", TypeError)
+
+
+def layer_ran_twice(layer):
+    return error(layer, "ran twice in one step; a layer called at two places in a graph has two states, which "
+                        "a stream can't key by layer name. Use two layers (they may share weights via "
+                        "`set_weights`).")
+
+
+def not_streamable(layer, why):
+    return error(layer, f"can't be streamed: {why} Streaming (chunk by chunk, carrying states) equals the full "
+                        f"run only when time flows forward through every layer.")
+
+
+def peek_nothing(model):
+    return error(model, "`predict(..., peek=True)` keeps the states of stateful layers unchanged, but this model "
+                        "has no stateful layer; drop `peek=True`.")
+
+
+def unpack_count(owner, fields, n):
+    """A named result unpacked into the wrong number of names (Python would only say "expected 3")."""
+    bidi = any(f.startswith("backward_") for f in fields)
+    named = f"`res.{fields[0]}`" + (", `res.forward.h`, `res.backward.h`" if bidi else
+                                    "".join(f", `res.{f}`" for f in fields[1:3]))
+    msg = (f"{owner} returns {len(fields)} values ({', '.join(fields)}); they were unpacked into {n} "
+           f"name{'s' if n != 1 else ''}. Unpack all {len(fields)}: `{', '.join(fields)} = ...`, or keep the "
+           f"result and use its fields ({named}).")
+    if bidi:
+        msg += (" For one state covering both directions, concatenate them: "
+                "`state_h = Concatenate()([forward_h, backward_h])`.")
+    return ValueError(msg)
+
+
+def store_keys(store, msg):
+    return ValueError(f"StateStore: {msg}")
+
+
+def plot_nothing(obj):
+    return error(obj, "has no recurrent layer to plot (LSTM, GRU, SimpleRNN, RNN or Bidirectional).")
+
+
+def plot_units(obj, units, n):
+    return error(obj, f"argument `units` must be unit indices in [0, {n}); received {units!r:.200}.")

@@ -117,3 +117,28 @@ def test_use_cudnn_keras_argument_maps_to_paths():
     assert loop.last_path.startswith("reference loop")
     with pytest.raises(ValueError, match="reset_after=False"):
         L.GRU(U, reset_after=False, use_cudnn=True)(x)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_step_cell_op_equals_loop(kind):
+    a, b = _pair(kind, return_sequences=True, return_state=True)
+    x = torch.randn(B, 1, F)
+    n = 2 if kind == "LSTM" else 1
+    init = [torch.randn(B, U) for _ in range(n)]
+    ra, rb = a(x, initial_state=init), b(x, initial_state=init)
+    assert a.last_path == "fused-cell (one step)"
+    for u, v in zip(ra, rb):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
+
+
+def test_step_by_step_equals_full_sequence():
+    layer = L.LSTM(U, return_sequences=True, return_state=True)
+    x = torch.randn(B, T, F)
+    full = layer(x)
+    state = None
+    outs = []
+    for t in range(T):
+        out, *state = layer(x[:, t:t + 1], initial_state=state)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1), full.output, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(state[1], full.c, atol=1e-6, rtol=1e-6)

@@ -54,7 +54,7 @@ class RNN(Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.return_cell_sequence = bool(return_cell_sequence)
         self.return_gate_sequences = bool(return_gate_sequences)
-        self.path = _checks.one_of(self, "path", path, PATHS)
+        self._path = _checks.one_of(self, "path", path, PATHS)
         if self.return_cell_sequence and "c" not in _state_names(cell):
             raise _checks.error(self, f"argument `return_cell_sequence=True` needs a cell with a cell state c "
                                       f"(LSTM); {type(cell).__name__} has states {_state_names(cell)}. Its "
@@ -65,6 +65,16 @@ class RNN(Layer):
         self.last_path = None          # "fused-oneDNN", "fused-cuDNN", "reference loop (<reason>)"
         self._states = None            # stateful: the carried state (NamedTuple of (B, U) tensors)
         self._fields = self._result_fields()
+
+    @property
+    def path(self):
+        """"auto" | "fused" | "loop": which kernels this layer may use (see the class docstring)."""
+        return self._path
+
+    @path.setter
+    def path(self, value):
+        self._path = _checks.one_of(self, "path", value, PATHS)
+        self.__dict__.pop("_static_reason_cache", None)
 
     # ---- structure ---------------------------------------------------------------------------------
     @property
@@ -132,38 +142,43 @@ class RNN(Layer):
     # ---- eager ---------------------------------------------------------------------------------------
     def forward(self, inputs, initial_state=None, training=None, mask=None):
         x = inputs
-        if x.dim() != 3:
+        if x.dim() != 3 or x.shape[2] != self.input_dim:
             _checks.rnn_input_rank(self, tuple(x.shape))
-        _checks.feature_count(self, self.input_dim, tuple(x.shape))
+            _checks.feature_count(self, self.input_dim, tuple(x.shape))
         B = x.shape[0]
         training = self._is_training(training)
         state = self._start_state(x, initial_state, B)
         cell = self.cell
-        dropout = getattr(cell, "dropout", 0.0) if training else 0.0
-        rec_dropout = getattr(cell, "recurrent_dropout", 0.0) if training else 0.0
-        if dropout > 0.0:
-            x = x * cell.dropout_mask((B, 1, x.shape[2]), dropout, x.device, x.dtype)
-        rec_mask = cell.dropout_mask((B, cell.units), rec_dropout, x.device, x.dtype) if rec_dropout > 0 else None
+        rec_mask = None
+        if training and self._has_dropout:
+            if cell.dropout > 0.0:
+                x = x * cell.dropout_mask((B, 1, x.shape[2]), cell.dropout, x.device, x.dtype)
+            if cell.recurrent_dropout > 0.0:
+                rec_mask = cell.dropout_mask((B, cell.units), cell.recurrent_dropout, x.device, x.dtype)
         if mask is not None:
             mask = to_tensor(mask, torch.bool, x.device)
         want_c = self.return_cell_sequence
         want_g = self.return_gate_sequences
 
-        reason = "path='loop' was requested" if self.path == "loop" else \
-            fused.unsupported_reason(cell, recurrent_dropout_active=rec_mask is not None, mask=mask)
-        if self.path == "fused" and reason is not None:
-            raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")
+        reason = self._static_reason()
+        if reason is None and (rec_mask is not None or mask is not None):
+            reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
         if reason is None:
             xs = x.flip(1) if self.go_backwards else x
-            outputs, final = fused.run(cell, xs, state, training=training)
+            if xs.shape[1] == 1 and not (want_c or want_g):
+                outputs, final = fused.run_cell_op(cell, xs, state)
+                self.last_path = fused.CELL_OP_PATH
+            else:
+                outputs, final = fused.run(cell, xs, state, training=training)
+                self.last_path = fused.kernel_name(x.device)
             seqs = gates = None
             if want_c or want_g:
                 seqs, gates = fused.recompute_sequences(cell, xs, state, outputs, want_states=want_c,
                                                         want_gates=want_g)
-                self.last_path = fused.kernel_name(x.device) + " + gate recompute"
-            else:
-                self.last_path = fused.kernel_name(x.device)
+                self.last_path += " + gate recompute"
         else:
+            if self.path == "fused":
+                raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")
             res = reference.time_loop(cell, x, state, go_backwards=self.go_backwards, rec_mask=rec_mask,
                                       collect_states=want_c, collect_gates=want_g, mask=mask, training=training)
             outputs, final, seqs, gates = res
@@ -171,6 +186,8 @@ class RNN(Layer):
         if self.stateful:
             self._states = type(final)(*[s.detach() for s in final]) if hasattr(final, "_fields") \
                 else tuple(s.detach() for s in final)
+        if not (self.return_state or want_c or want_g):
+            return outputs if self.return_sequences else outputs[:, -1]
         values = [outputs if self.return_sequences else outputs[:, -1]]
         if self.return_state:
             values += list(final)
@@ -180,11 +197,28 @@ class RNN(Layer):
             values += list(gates)
         return self._pack(values)
 
+    def _static_reason(self):
+        """Why the configuration (not the call) can't run fused, or None. Computed once: the
+        configuration of a built layer does not change."""
+        r = self.__dict__.get("_static_reason_cache", False)
+        if r is False:
+            r = "path='loop' was requested" if self.path == "loop" else fused.unsupported_reason(self.cell)
+            self.__dict__["_static_reason_cache"] = r
+        return r
+
+    @property
+    def _has_dropout(self):
+        return getattr(self.cell, "dropout", 0.0) > 0.0 or getattr(self.cell, "recurrent_dropout", 0.0) > 0.0
+
     def _start_state(self, x, initial_state, B):
         cell = self.cell
         if initial_state is not None:
-            states = [to_tensor(s, x.dtype, x.device) for s in _as_list(initial_state)]
-            self._check_state_shapes([tuple(s.shape) for s in states], B)
+            states = [s if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device)
+                      for s in _as_list(initial_state)]
+            sizes = self.state_size
+            if len(states) != len(sizes) or any(s.dim() != 2 or s.shape[0] != B or s.shape[1] != n
+                                                for s, n in zip(states, sizes)):
+                self._check_state_shapes([tuple(s.shape) for s in states], B)
             st = getattr(cell, "state_type", None)
             return st(*states) if st is not None else tuple(states)
         if self.stateful and self._states is not None:

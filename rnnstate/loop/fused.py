@@ -23,7 +23,8 @@ def kernel_name(device: torch.device) -> str:
     return f"fused-{device.type}"
 
 
-def unsupported_reason(cell, *, recurrent_dropout_active: bool, mask) -> str | None:
+def unsupported_reason(cell) -> str | None:
+    """Why this cell's configuration can't run on a fused kernel (None when it can)."""
     name = type(cell).__name__
     if name not in _FUSED_CELLS or not hasattr(cell, "weight_ih"):
         return f"{name} is a custom cell; fused kernels exist only for LSTMCell, GRUCell and SimpleRNNCell"
@@ -38,11 +39,35 @@ def unsupported_reason(cell, *, recurrent_dropout_active: bool, mask) -> str | N
             return f"recurrent_activation={cell.recurrent_activation_name!r}; the fused kernels need 'sigmoid'"
     if name == "GRUCell" and not cell.reset_after:
         return "reset_after=False; the fused GRU kernel implements reset_after=True only"
+    return None
+
+
+def dynamic_reason(*, recurrent_dropout_active: bool, mask) -> str | None:
+    """Why this particular call can't run fused (None when it can)."""
     if recurrent_dropout_active:
         return "recurrent_dropout is active (training); the fused kernels can't mask h between steps"
     if mask is not None:
         return "a mask was given; masked sequences run on the reference loop"
     return None
+
+
+CELL_OP_PATH = "fused-cell (one step)"
+
+
+def run_cell_op(cell, x, state):
+    """One timestep (T == 1) on torch's fused single-step op (``torch.lstm_cell`` ...): for a single
+    step the sequence kernels' set-up costs more than the step itself."""
+    x0 = x[:, 0]
+    name = type(cell).__name__
+    if name == "LSTMCell":
+        h, c = torch.lstm_cell(x0, tuple(state), cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        return h.unsqueeze(1), cell.state_type(h, c)
+    if name == "GRUCell":
+        op = torch.gru_cell
+    else:
+        op = torch.rnn_tanh_cell if cell.activation_name == "tanh" else torch.rnn_relu_cell
+    h = op(x0, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    return h.unsqueeze(1), cell.state_type(h)
 
 
 def _params(cell):

@@ -199,18 +199,13 @@ class Model(Layer):
                 raise _checks.error(self, f"all inputs must have the same number of samples; '{self.input_names[0]}' "
                                           f"has {n}, '{name}' has {v.shape[0]}.")
         bs = batch_size or 32
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                if n <= bs:
-                    outs = self._run_graph(xs, training=False)
-                else:
-                    parts = [self._run_graph([v[i:i + bs] for v in xs], training=False) for i in range(0, n, bs)]
-                    outs = [torch.cat(p, 0) for p in zip(*parts)]
-        finally:
-            if was_training:
-                self.train()
+        # every layer honours training=False explicitly, so no module-mode switching is needed here
+        with torch.inference_mode():
+            if n <= bs:
+                outs = self._run_graph(xs, training=False)
+            else:
+                parts = [self._run_graph([v[i:i + bs] for v in xs], training=False) for i in range(0, n, bs)]
+                outs = [torch.cat(p, 0) for p in zip(*parts)]
         arrays = [o.detach().cpu().numpy() for o in outs]
         if isinstance(self._output_structure, SymbolicTensor):
             return arrays[0]
