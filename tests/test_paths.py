@@ -126,7 +126,7 @@ def test_single_step_cell_op_equals_loop(kind):
     n = 2 if kind == "LSTM" else 1
     init = [torch.randn(B, U) for _ in range(n)]
     ra, rb = a(x, initial_state=init), b(x, initial_state=init)
-    assert a.last_path == "fused-cell (one step)"
+    assert a.last_path == "fused-cell ops (short sequence)"
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
 

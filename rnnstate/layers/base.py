@@ -144,6 +144,7 @@ class Layer(nn.Module):
 
     def _maybe_build(self, input_shape):
         if not self.built:
+            self.__dict__.pop("_device_cache", None)
             self.build(input_shape)
             self.built = True
             self._build_shape = input_shape
@@ -171,9 +172,16 @@ class Layer(nn.Module):
         return to_tensor(x, self._input_dtype, self._device())
 
     def _device(self):
-        for p in self.parameters():
-            return p.device
-        return None
+        dev = self.__dict__.get("_device_cache", False)
+        if dev is False:
+            dev = next((p.device for p in self.parameters()), None)
+            self.__dict__["_device_cache"] = dev
+        return dev
+
+    def _apply(self, fn, *args, **kwargs):      # .to() / .cuda() / .float(): the device may change
+        for m in self.modules():
+            m.__dict__.pop("_device_cache", None)
+        return super()._apply(fn, *args, **kwargs)
 
     def _symbolic_call(self, args, kwargs):
         spec = self.compute_output_spec(*args, **kwargs)

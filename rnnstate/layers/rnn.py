@@ -165,7 +165,7 @@ class RNN(Layer):
             reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
         if reason is None:
             xs = x.flip(1) if self.go_backwards else x
-            if xs.shape[1] == 1 and not (want_c or want_g):
+            if xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not (want_c or want_g):
                 outputs, final = fused.run_cell_op(cell, xs, state)
                 self.last_path = fused.CELL_OP_PATH
             else:

@@ -15,7 +15,17 @@ import torch
 _FUSED_CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
 
 
+_NAMES: dict = {}
+
+
 def kernel_name(device: torch.device) -> str:
+    name = _NAMES.get(device.type)
+    if name is None:
+        name = _NAMES[device.type] = _kernel_name(device)
+    return name
+
+
+def _kernel_name(device: torch.device) -> str:
     if device.type == "cuda":
         return "fused-cuDNN" if torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled else "fused-CUDA"
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
@@ -51,23 +61,36 @@ def dynamic_reason(*, recurrent_dropout_active: bool, mask) -> str | None:
     return None
 
 
-CELL_OP_PATH = "fused-cell (one step)"
+CELL_OP_PATH = "fused-cell ops (short sequence)"
+CELL_OP_MAX_STEPS = 4   # measured crossover on CPU: below it the sequence kernels' set-up dominates
 
 
 def run_cell_op(cell, x, state):
-    """One timestep (T == 1) on torch's fused single-step op (``torch.lstm_cell`` ...): for a single
-    step the sequence kernels' set-up costs more than the step itself."""
-    x0 = x[:, 0]
+    """Short sequences (T <= CELL_OP_MAX_STEPS) on torch's fused single-step ops (``torch.lstm_cell``,
+    ``torch.gru_cell``, ``torch.rnn_tanh_cell``): for a few steps the sequence kernels' set-up costs more
+    than the steps themselves (streaming one step at a time is the main case)."""
     name = type(cell).__name__
+    w_ih, w_hh, b_ih, b_hh = cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    T = x.shape[1]
     if name == "LSTMCell":
-        h, c = torch.lstm_cell(x0, tuple(state), cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        return h.unsqueeze(1), cell.state_type(h, c)
+        h, c = state
+        outs = []
+        for t in range(T):
+            h, c = torch.lstm_cell(x[:, t], (h, c), w_ih, w_hh, b_ih, b_hh)
+            outs.append(h)
+        out = h.unsqueeze(1) if T == 1 else torch.stack(outs, 1)
+        return out, cell.state_type(h, c)
     if name == "GRUCell":
         op = torch.gru_cell
     else:
         op = torch.rnn_tanh_cell if cell.activation_name == "tanh" else torch.rnn_relu_cell
-    h = op(x0, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-    return h.unsqueeze(1), cell.state_type(h)
+    h = state[0]
+    outs = []
+    for t in range(T):
+        h = op(x[:, t], h, w_ih, w_hh, b_ih, b_hh)
+        outs.append(h)
+    out = h.unsqueeze(1) if T == 1 else torch.stack(outs, 1)
+    return out, cell.state_type(h)
 
 
 def _params(cell):

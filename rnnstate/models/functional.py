@@ -30,6 +30,7 @@ class Model(Layer):
 
     # ---- graph ----------------------------------------------------------------------------------------
     def _init_graph(self, inputs, outputs):
+        self.__dict__.pop("_device_cache", None)
         self._input_structure = inputs
         self.inputs = flatten(inputs)
         if isinstance(outputs, tuple) and hasattr(outputs, "_fields"):
