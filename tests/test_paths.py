@@ -142,3 +142,14 @@ def test_step_by_step_equals_full_sequence():
         outs.append(out)
     torch.testing.assert_close(torch.cat(outs, 1), full.output, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(state[1], full.c, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_sequences_without_autograd_equal_loop(kind):
+    extra = {"return_cell_sequence": True} if kind == "LSTM" else {}
+    a, b = _pair(kind, return_sequences=True, return_state=True, return_gate_sequences=True, **extra)
+    x = torch.randn(B, T, F)
+    with torch.inference_mode():
+        ra, rb = a(x), b(x)
+    for name in ra._fields:
+        torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)

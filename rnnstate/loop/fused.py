@@ -117,32 +117,52 @@ def run(cell, x, state, *, training=False):
 
 
 def recompute_sequences(cell, x, state0, outputs, *, want_states: bool, want_gates: bool):
-    """From the fused h sequence `outputs` (B, T, U), recompute gate sequences (one matmul) and, for
-    the LSTM, the cell-state sequence. Returns (state_seqs or None, gates or None)."""
+    """From the fused h sequence `outputs` (B, T, U), recompute every gate of every step with one
+    batched matmul on ``h_{t-1}`` and, for the LSTM, the cell-state sequence from
+    ``c_t = f_t * c_{t-1} + i_t * g_t`` (one fused multiply-add per step).
+    Returns (state_seqs or None, gates or None). Differentiable; without autograd it works in place."""
     name = type(cell).__name__
     if name == "SimpleRNNCell":
         return ((outputs,) if want_states else None), None
-    h_prev = torch.cat([state0[0].unsqueeze(1), outputs[:, :-1]], 1)             # (B, T, U)
-    xw = cell.project_input(x)                                                   # (B, T, G)
+    B, T, U = outputs.shape
+    h_prev = outputs.new_empty(B, T, U)                                          # (B, T, U)
+    h_prev[:, 0] = state0[0]
+    h_prev[:, 1:] = outputs[:, :-1]
     ra, a = cell.recurrent_activation, cell.activation
+    no_grad = not torch.is_grad_enabled()
     if name == "GRUCell":
+        xw = cell.project_input(x)                                               # (B, T, 3U)
         gh = torch.nn.functional.linear(h_prev, cell.weight_hh, cell.bias_hh)     # (B, T, 3U)
         xr, xz, xn = xw.chunk(3, 2)
         hr, hz, hn = gh.chunk(3, 2)
         r, z = ra(xr + hr), ra(xz + hz)
         n = a(xn + r * hn)
         return ((outputs,) if want_states else None), ((z, r, n) if want_gates else None)
-    z = xw + h_prev @ cell.weight_hh.t()                                        # (B, T, 4U)
-    zi, zf, zg, zo = z.chunk(4, 2)
-    i, f, g, o = ra(zi), ra(zf), a(zg), ra(zo)
+    z = cell.project_input(x)                                                    # (B, T, 4U)
+    if no_grad:
+        z.view(B * T, 4 * U).addmm_(h_prev.view(B * T, U), cell.weight_hh.t())
+        z[..., : 2 * U].sigmoid_()                                               # i, f
+        z[..., 2 * U: 3 * U].tanh_()                                             # g
+        if want_gates:
+            z[..., 3 * U:].sigmoid_()                                            # o
+        i, f, g, o = z.chunk(4, 2)
+    else:
+        z = z + h_prev @ cell.weight_hh.t()
+        zi, zf, zg, zo = z.chunk(4, 2)
+        i, f, g, o = ra(zi), ra(zf), a(zg), ra(zo)
     seqs = None
     if want_states:
         ig = i * g                                                               # (B, T, U)
-        T = x.shape[1]
         c = state0[1]
-        cs = []
-        for t in range(T):
-            c = torch.addcmul(ig[:, t], f[:, t], c)
-            cs.append(c)
-        seqs = (outputs, torch.stack(cs, 1))
+        if no_grad:
+            cs = outputs.new_empty(B, T, U)
+            for t in range(T):
+                c = torch.addcmul(ig[:, t], f[:, t], c, out=cs[:, t])
+        else:
+            steps = []
+            for t in range(T):
+                c = torch.addcmul(ig[:, t], f[:, t], c)
+                steps.append(c)
+            cs = torch.stack(steps, 1)
+        seqs = (outputs, cs)
     return seqs, ((i, f, g, o) if want_gates else None)
