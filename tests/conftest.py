@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+# Tests use tiny shapes: one thread is as fast, and immune to oversubscription on a shared 2-core box
+# (OpenMP workers spinning against other processes can slow tiny fused calls down 100x).
+torch.set_num_threads(1)
+
 # Named, distinct sizes (B batch, T timesteps, F features, U units)
 B, T, F, U = 3, 5, 4, 6
 
