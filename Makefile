@@ -29,9 +29,11 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py
+	$(PY) benchmarks/bench_training.py
 
 bench-smoke: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py --smoke
+	$(PY) benchmarks/bench_training.py --smoke
 
 clean:
 	rm -rf $(VENV) out

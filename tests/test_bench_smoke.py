@@ -16,3 +16,12 @@ def test_bench_smoke_runs_and_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["header"]["cpu_model"] and data["results"]
     assert any(r.get("impl", "").startswith("rs") or "rs_" in json.dumps(r) for r in data["results"])
+
+
+def test_training_bench_smoke_runs(tmp_path):
+    out = tmp_path / "train.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_training.py"), "--smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["train_step"]["rnnstate"] > 0 and data["train_step"]["torch_loop"] > 0
