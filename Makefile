@@ -8,15 +8,18 @@ export KERAS_BACKEND := jax
 
 .PHONY: demo test bench bench-smoke install clean
 
-$(VENV)/.installed: pyproject.toml
+# The C++ kernel (rnnstate/_ext, optional) builds against the venv's torch: hence --no-build-isolation.
+EXT_SRC := setup.py $(wildcard rnnstate/_ext/*.cpp rnnstate/_ext/*.h)
+
+$(VENV)/.installed: pyproject.toml $(EXT_SRC)
 	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip "setuptools>=64" wheel
 	$(PIP) install -q "$(TORCH_SPEC)" || $(PIP) install -q "torch>=2.2"
-	$(PIP) install -q -e ".[all]"
+	$(PIP) install -q --no-build-isolation -e ".[all]"
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-build-isolation -e ".[all,test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -11,6 +11,9 @@ from .. import _checks
 from .._state import result_type
 from .._symbolic import SymbolicTensor
 from ..loop import fused, reference
+from ..states import _context
+from ..states import access as _access
+from ..states._unpack import checked_result_type
 from .base import Layer, shape_of, to_tensor
 
 PATHS = ("auto", "fused", "loop")
@@ -26,7 +29,10 @@ class RNN(Layer):
         return_state: also return the final state(s), Keras' order: ``output, *states``.
         go_backwards: process the sequence in reverse (the output sequence is then in reverse order,
             as in Keras).
-        stateful: the final states of a call are the initial states of the next (detached).
+        stateful: the final states of a call are the initial states of the next (detached, so
+            truncated BPTT works). The batch size is fixed by ``Input(batch_size=...)`` /
+            ``batch_input_shape`` or taken from the first call. ``get_states`` / ``set_states`` /
+            ``reset_states(samples=...)``; for other batch sizes, ``model.stream()`` (rnnstate.states).
         unroll, zero_output_for_mask: accepted for Keras compatibility (no effect on results).
         path: ``"auto"`` (fused kernel when possible), ``"fused"`` (raise if impossible, with the
             reason), or ``"loop"`` (always the reference loop). Keyword-only.
@@ -99,7 +105,10 @@ class RNN(Layer):
     def _pack(self, values):
         if len(values) == 1:
             return values[0]
-        return result_type(self._fields)(*values)
+        t = self.__dict__.get("_result_cls")
+        if t is None:       # unpacking into the wrong count names the fields (rnnstate.states._unpack)
+            t = self.__dict__["_result_cls"] = checked_result_type(result_type(self._fields), _checks.who(self))
+        return t(*values)
 
     def _sublayers(self):
         return [self.cell]
@@ -108,6 +117,8 @@ class RNN(Layer):
         _checks.rnn_input_rank(self, input_shape)
         if isinstance(self.cell, Layer):
             self.cell._maybe_build((input_shape[0], input_shape[-1]))
+        elif hasattr(self.cell, "build") and not getattr(self.cell, "built", False):    # a plain Keras-contract cell
+            self.cell.build((input_shape[0], input_shape[-1]))
         self.input_dim = input_shape[-1]
 
     # ---- symbolic ------------------------------------------------------------------------------------
@@ -118,6 +129,8 @@ class RNN(Layer):
             _checks.feature_count(self, self.input_dim, shape)
         self._maybe_build(shape)
         B, T = shape[0], shape[1]
+        if self.stateful:
+            _access.declare_batch(self, B)      # Input(batch_size=...) / batch_input_shape fixes it
         if initial_state is not None:
             self._check_state_shapes([shape_of(s) for s in _as_list(initial_state)], B)
         out_size = self.cell.output_size
@@ -165,17 +178,24 @@ class RNN(Layer):
             reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
         if reason is None:
             xs = x.flip(1) if self.go_backwards else x
-            if xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not (want_c or want_g):
-                outputs, final = fused.run_cell_op(cell, xs, state)
-                self.last_path = fused.CELL_OP_PATH
+            # c / gate sequences: the compiled loop in inference, else fused h + recompute
+            why_not_compiled = fused.compiled_reason(cell, xs, state) if (want_c or want_g) else ""
+            if why_not_compiled is None:
+                outputs, final, seqs, gates = fused.run_compiled(cell, xs, state, want_states=want_c,
+                                                                 want_gates=want_g)
+                self.last_path = fused.COMPILED_PATH
             else:
-                outputs, final = fused.run(cell, xs, state, training=training)
-                self.last_path = fused.kernel_name(x.device)
-            seqs = gates = None
-            if want_c or want_g:
-                seqs, gates = fused.recompute_sequences(cell, xs, state, outputs, want_states=want_c,
-                                                        want_gates=want_g)
-                self.last_path += " + gate recompute"
+                if xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not (want_c or want_g):
+                    outputs, final = fused.run_cell_op(cell, xs, state)
+                    self.last_path = fused.CELL_OP_PATH
+                else:
+                    outputs, final = fused.run(cell, xs, state, training=training)
+                    self.last_path = fused.kernel_name(x.device)
+                seqs = gates = None
+                if want_c or want_g:
+                    seqs, gates = fused.recompute_sequences(cell, xs, state, outputs, want_states=want_c,
+                                                            want_gates=want_g)
+                    self.last_path += f" + gate recompute (no compiled kernel: {why_not_compiled})"
         else:
             if self.path == "fused":
                 raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")
@@ -183,9 +203,8 @@ class RNN(Layer):
                                       collect_states=want_c, collect_gates=want_g, mask=mask, training=training)
             outputs, final, seqs, gates = res
             self.last_path = f"reference loop ({reason})"
-        if self.stateful:
-            self._states = type(final)(*[s.detach() for s in final]) if hasattr(final, "_fields") \
-                else tuple(s.detach() for s in final)
+        if self.stateful or _context.ACTIVE:
+            self._end_state(inputs, state, final)
         if not (self.return_state or want_c or want_g):
             return outputs if self.return_sequences else outputs[:, -1]
         values = [outputs if self.return_sequences else outputs[:, -1]]
@@ -212,6 +231,11 @@ class RNN(Layer):
 
     def _start_state(self, x, initial_state, B):
         cell = self.cell
+        ctx = _context.current() if _context.ACTIVE else None
+        if ctx is not None:                 # streaming / plotting: the context may give the state
+            s = ctx.start(self)
+            if s is not None:
+                return s
         if initial_state is not None:
             states = [s if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device)
                       for s in _as_list(initial_state)]
@@ -221,36 +245,38 @@ class RNN(Layer):
                 self._check_state_shapes([tuple(s.shape) for s in states], B)
             st = getattr(cell, "state_type", None)
             return st(*states) if st is not None else tuple(states)
-        if self.stateful and self._states is not None:
-            if self._states[0].shape[0] != B:
-                raise _checks.error(self, f"is stateful and holds states for a batch of "
-                                          f"{self._states[0].shape[0]} samples; received a batch of {B} samples."
-                                          f"\n- Expected batch size: {self._states[0].shape[0]}"
-                                          f"\n- Received batch size: {B}\nCall `reset_states()` to start over "
-                                          f"with a new batch size.")
-            return self._states
+        if self.stateful and (ctx is None or ctx.use_stateful):
+            return _access.carried_state(self, B, x.device, x.dtype)     # checks the batch size
         if hasattr(cell, "initial_state"):
             return cell.initial_state(B, device=x.device, dtype=x.dtype)
         if hasattr(cell, "get_initial_state"):
             return tuple(cell.get_initial_state(B))
         return tuple(torch.zeros(B, n, device=x.device, dtype=x.dtype) for n in self.state_size)
 
-    # ---- stateful -----------------------------------------------------------------------------------
-    def reset_states(self, states=None):
-        """Zero the carried state (``states=None``) or set it to the given list of (B, U) arrays."""
-        if not self.stateful:
-            raise _checks.error(self, "`reset_states` needs `stateful=True`; this layer carries no state "
-                                      "between calls.")
-        if states is None:
-            self._states = None
-        else:
-            dev = self._device()
-            ts = [to_tensor(s, torch.float32, dev) for s in _as_list(states)]
-            self._check_state_shapes([tuple(t.shape) for t in ts], ts[0].shape[0])
-            st = getattr(self.cell, "state_type", None)
-            self._states = st(*ts) if st is not None else tuple(ts)
+    # ---- stateful (logic in rnnstate.states.access) --------------------------------------------------------
+    def _end_state(self, x, state0, final):
+        ctx = _context.current() if _context.ACTIVE else None
+        if ctx is not None:
+            if not hasattr(final, "_fields"):       # Keras-contract cells end in a plain tuple
+                final = _access.state_type(self)(*final)
+            ctx.finish(self, x, state0, final)      # a context run never touches the carried state
+        elif self.stateful:
+            _access.keep_state(self, final)         # detached: truncated BPTT across calls
+
+    def reset_states(self, states=None, samples=None):
+        """Zero the carried state, or only that of `samples` (a bool mask (B,), True where a sequence
+        ends, or indices); or set it to `states` (a NamedTuple or list of (B, U) arrays)."""
+        _access.reset_states(self, states, samples)
 
     reset_state = reset_states
+
+    def get_states(self):
+        """The carried state, a NamedTuple of (B, U) tensors (copies); zeros before the first call."""
+        return _access.get_states(self)
+
+    def set_states(self, states):
+        """Set the carried state from a NamedTuple, list or {name: array} dict of (B, U) arrays."""
+        _access.set_states(self, states)
 
     @property
     def states(self):
@@ -268,7 +294,12 @@ class RNN(Layer):
     def from_config(cls, config):
         from .. import serialization
         config = dict(config)
-        config["cell"] = serialization.deserialize_layer(config["cell"])
+        if isinstance(config["cell"], dict) and config["cell"].get("class_name") in ("StackedCells",
+                                                                                     "StackedRNNCells"):
+            from .stacked import StackedCells
+            config["cell"] = StackedCells.from_config(config["cell"]["config"])
+        else:
+            config["cell"] = serialization.deserialize_layer(config["cell"])
         return cls(**config)
 
 
@@ -281,6 +312,7 @@ def _state_names(cell):
 
 
 def _as_list(states):
+    """States as a flat list (Keras' nested per-cell lists for stacked cells are flattened)."""
     if isinstance(states, (list, tuple)):
-        return list(states)
+        return [t for s in states for t in (_as_list(s) if isinstance(s, (list, tuple)) else [s])]
     return [states]

@@ -5,6 +5,7 @@ import torch
 
 from .. import _checks
 from .._state import result_type
+from ..states._unpack import checked_result_type
 from .._symbolic import SymbolicTensor
 from .base import Layer, shape_of
 
@@ -105,7 +106,7 @@ class Bidirectional(Layer):
             out = [SymbolicTensor(y.shape)]
         if self.return_state:
             out += fw[1:] + bw[1:]
-        return out[0] if len(out) == 1 else result_type(self._fields)(*out)
+        return out[0] if len(out) == 1 else self._result_cls()(*out)
 
     def compute_output_shape(self, input_shape):
         spec = self.compute_output_spec(SymbolicTensor(input_shape))
@@ -121,14 +122,32 @@ class Bidirectional(Layer):
         out = [y_fw, y_bw] if self.merge_mode is None else [self._merge(y_fw, y_bw)]
         if self.return_state:
             out += fw[1:] + bw[1:]
-        return out[0] if len(out) == 1 else result_type(self._fields)(*out)
+        return out[0] if len(out) == 1 else self._result_cls()(*out)
 
-    def reset_states(self, states=None):
-        fw, bw = self._split_states(states) if states is not None else (None, None)
-        self.forward_layer.reset_states(fw)
-        self.backward_layer.reset_states(bw)
+    def _result_cls(self):
+        """The named result; unpacking it into the wrong count lists the fields (rnnstate.states._unpack)."""
+        t = self.__dict__.get("_result_type")
+        if t is None:
+            t = self.__dict__["_result_type"] = checked_result_type(result_type(self._fields), _checks.who(self))
+        return t
+
+    # ---- stateful: {"forward": state, "backward": state} (logic in rnnstate.states.access) -----------------
+    def reset_states(self, states=None, samples=None):
+        """Zero both directions' carried states (or only `samples`), or set them: `states` as
+        ``{"forward": ..., "backward": ...}`` or the forward states then the backward ones."""
+        from ..states import access
+        access.reset_states(self, states, samples)
 
     reset_state = reset_states
+
+    def get_states(self):
+        """``{"forward": LSTMState(h, c), "backward": LSTMState(h, c)}`` (copies)."""
+        from ..states import access
+        return access.get_states(self)
+
+    def set_states(self, states):
+        from ..states import access
+        access.set_states(self, states)
 
     def get_config(self):
         cfg = super().get_config()

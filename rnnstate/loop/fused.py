@@ -7,10 +7,15 @@ never picks a path by catching exceptions. ``run`` gives the same numbers as
 Cell-state and gate sequences: the fused ops return only the h sequence. Given it, every gate of
 every step is one batched matmul on ``h_{t-1}`` (``recompute_sequences``); for the LSTM the cell
 state then follows from ``c_t = f_t * c_{t-1} + i_t * g_t``, one fused multiply-add per step.
+In inference on CPU the LSTM's sequences come instead from the compiled kernel
+(``rnnstate._ext``, ``run_compiled``): one time loop that writes h_t, c_t and the gates of every step
+as it goes; ``compiled_reason`` says why it can't run (``None`` when it can).
 """
 from __future__ import annotations
 
 import torch
+
+from .. import _ext
 
 _FUSED_CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
 
@@ -166,3 +171,36 @@ def recompute_sequences(cell, x, state0, outputs, *, want_states: bool, want_gat
             cs = torch.stack(steps, 1)
         seqs = (outputs, cs)
     return seqs, ((i, f, g, o) if want_gates else None)
+
+
+COMPILED_PATH = _ext.PATH_NAME + " (h, c and gate sequences in one time loop)"
+
+
+def compiled_reason(cell, x, state) -> str | None:
+    """Why the compiled LSTM kernel can't give this call's cell-state/gate sequences (None when it can).
+    Call only for a configuration ``unsupported_reason`` accepts. The kernel is inference-only."""
+    name = type(cell).__name__
+    if name != "LSTMCell":
+        return f"{name} has none (LSTM only)"
+    reason = _ext.unavailable_reason()
+    if reason is not None:
+        return reason
+    if x.device.type != "cpu":
+        return f"inputs on {x.device.type}; the compiled kernel is CPU-only"
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"dtype {x.dtype}; the compiled kernel takes float32 or float64"
+    tensors = (x, cell.weight_ih, cell.weight_hh, *state) + ((cell.bias_ih,) if cell.bias_ih is not None else ())
+    if any(t.dtype != x.dtype or t.device != x.device for t in tensors):
+        return "inputs, states and weights differ in dtype or device"
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return "autograd is recording; the compiled kernel is inference-only (use torch.no_grad())"
+    return None
+
+
+def run_compiled(cell, x, state, *, want_states: bool, want_gates: bool):
+    """LSTM over x (B, T, F) from state -> (outputs, final state, state_seqs (h, c) or None,
+    gates (i, f, g, o) or None), from the compiled kernel. Same numbers as the reference loop."""
+    h0, c0 = state
+    out, h, c, cs, gates = _ext.lstm_sequence(x, h0, c0, cell.weight_ih, cell.weight_hh, cell.bias_ih,
+                                              want_c=want_states, want_gates=want_gates)
+    return out, cell.state_type(h, c), ((out, cs) if want_states else None), gates

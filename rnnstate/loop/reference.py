@@ -76,7 +76,7 @@ def _call_keras_cell(cell, x_t, states, training):
         takes_training = "training" in inspect.signature(cell.call if hasattr(cell, "call") else cell).parameters
     except (TypeError, ValueError):
         takes_training = False
-    fn = cell.call if hasattr(cell, "call") and not isinstance(cell, torch.nn.Module) else cell
+    fn = cell.call if hasattr(cell, "call") else cell     # Keras' contract; torch modules: forward via __call__
     y, new = fn(x_t, states, training=training) if takes_training else fn(x_t, states)
     if not isinstance(new, (list, tuple)):
         new = [new]

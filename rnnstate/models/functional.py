@@ -9,10 +9,14 @@ from .. import _checks
 from .._symbolic import SymbolicTensor, flatten, map_structure, pack_like
 from ..layers.base import Layer, shape_of, to_tensor
 from ..layers.core import InputLayer
+from ..saving.mixin import SavingMixin
+from ..training import TrainingMixin
+from ..training.data import is_batch_iterable
+from ..training.progress import resolve_verbose
 from .summary import print_summary
 
 
-class Model(Layer):
+class Model(TrainingMixin, SavingMixin, Layer):
     """A model built from symbolic tensors: ``Model(inputs=Input(...), outputs=layer(...)(...))``.
 
     Calling it on arrays or tensors runs it eagerly (``model(x)`` returns torch tensors; ``predict``
@@ -118,6 +122,10 @@ class Model(Layer):
     # ---- running -----------------------------------------------------------------------------------------
     def _run_graph(self, inputs, training=False):
         """inputs: list of tensors (one per model input) -> flat list of output tensors."""
+        for t, v in zip(self.inputs, inputs):
+            if v.dim() != len(t.shape) or (t.shape[-1] is not None and v.shape[-1] != t.shape[-1]):
+                raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
+                                          f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
         values = {id(t): v for t, v in zip(self.inputs, inputs)}
 
         def get(a):
@@ -152,11 +160,7 @@ class Model(Layer):
         out = []
         for t, v in zip(self.inputs, x):
             want = t.dtype if t.dtype.is_floating_point else None
-            v = to_tensor(v, want, dev)
-            if v.dim() != len(t.shape) or (t.shape[-1] is not None and v.shape[-1] != t.shape[-1]):
-                raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
-                                          f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
-            out.append(v)
+            out.append(to_tensor(v, want, dev))
         return out
 
     def forward(self, inputs, training=None, mask=None):
@@ -191,8 +195,21 @@ class Model(Layer):
         pass
 
     # ---- inference ------------------------------------------------------------------------------------------
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """numpy in, numpy out (a list for several outputs), in batches of `batch_size` (32), no autograd."""
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None, *, peek=False):
+        """numpy in, numpy out (a list for several outputs), in batches of `batch_size` (32), no autograd.
+
+        Stateful layers: predict advances their states, as in Keras (so predicting one step at a time
+        continues a sequence); ``peek=True`` leaves them as they were (a look ahead)."""
+        if peek:
+            from ..states import access
+            if not access.recurrent_layers(self, stateful_only=True):
+                raise _checks.peek_nothing(self)
+            with access.peek(self):
+                return self.predict(x, batch_size, verbose, steps, callbacks)
+        if callbacks or steps is not None or is_batch_iterable(x) or resolve_verbose(verbose) != 0:
+            # progress bar, callbacks, iterables of batches: the training engine's predict
+            return TrainingMixin.predict(self, x, batch_size, verbose, steps, callbacks)
+        # the lean path (verbose=0, arrays): no per-call overhead a user could feel
         xs = self._standardize_inputs(x)
         n = xs[0].shape[0]
         for name, v in zip(self.input_names, xs):
@@ -225,15 +242,37 @@ class Model(Layer):
                 out.extend(l._all_layers())
         return out
 
-    def reset_states(self):
-        layers = self._stateful_layers()
-        if not layers:
-            raise _checks.error(self, "`reset_states` found no stateful recurrent layer in this model (create "
-                                      "them with `stateful=True`); nothing would be reset.")
-        for l in layers:
-            l.reset_states()
+    # get / set / reset / peek / stream: logic and structures in rnnstate.states (access, streaming)
+    def reset_states(self, states=None, samples=None):
+        """Zero every stateful layer's carried state; with `samples` (a bool mask (B,), True where a
+        sequence ends, or indices) only those samples'; with `states`, set them (as `set_states`).
+        Raises if the model has no stateful layer."""
+        from ..states import access
+        access.reset_states(self, states, samples)
 
     reset_state = reset_states
+
+    def get_states(self, as_list=False):
+        """``{layer_name: LSTMState(h, c) | {"forward": ..., "backward": ...}}`` for the stateful layers
+        (copies), or with ``as_list=True`` the same tensors in Keras' order."""
+        from ..states import access
+        return access.get_states(self, as_list=as_list)
+
+    def set_states(self, states):
+        """Set stateful layers' states from the `get_states` dict (all or some layers) or Keras' list."""
+        from ..states import access
+        access.set_states(self, states)
+
+    def peek_states(self):
+        """``with model.peek_states(): ...``: every stateful layer's state is put back afterwards."""
+        from ..states import access
+        return access.peek(self)
+
+    def stream(self, training=False, grad=False):
+        """A :class:`rnnstate.states.Streamer`: ``y_t, states = model.stream().step(x_t, states)``, explicit
+        states at any batch size (see rnnstate.states.streaming for the semantics)."""
+        from ..states.streaming import Streamer
+        return Streamer(self, training=training, grad=grad)
 
     # ---- display -------------------------------------------------------------------------------------------------
     def summary(self, line_length=None, print_fn=None, **kwargs):

@@ -1,0 +1,197 @@
+// rnnstate._ext._C: an inference-only LSTM time loop that also writes the cell-state and gate
+// sequences (torch's fused RNN ops expose only the h sequence).
+//
+// Per chunk of steps: one GEMM for the input part of every gate of every step of the chunk,
+// xw = x @ W_ih^T + b_ih, time-major (steps, B, 4U). Per step t: one BLAS call adds h_{t-1} @ W_hh^T
+// into xw[t] in place (B = 1: an in-house matrix-vector product), then ONE pointwise pass (parallel
+// over B*U) computes i, f, g, o, c_t, h_t and writes h_t, c_t (and the gates) straight into the
+// time-major (T, B, U) outputs, returned as (B, T, U) transposed views like torch.lstm's. h_{t-1} is
+// the previous block of the output sequence: no per-step copies. Same equations as
+// LSTMCell.recurrent_step:
+//     z = xw_t + h_{t-1} @ W_hh^T;  i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
+//     c_t = f * c_{t-1} + i * g;    h_t = o * tanh(c_t)
+// go_backwards is the caller's business (it passes x already flipped).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "pointwise.h"
+
+#ifdef RNNSTATE_DIRECT_BLAS
+// Fortran BLAS, exported by torch's own libtorch_cpu (setup.py checks that it is before defining
+// RNNSTATE_DIRECT_BLAS). Calling it directly skips the dispatcher's per-step overhead, which is most
+// of the cost of a step at small batch.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+            const int*, const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*);
+void sgemv_(const char*, const int*, const int*, const float*, const float*, const int*, const float*, const int*,
+            const float*, float*, const int*);
+void dgemv_(const char*, const int*, const int*, const double*, const double*, const int*, const double*,
+            const int*, const double*, double*, const int*);
+}
+#endif
+
+namespace {
+
+inline void step(const float* z, int64_t U, const float* cp, float* h, float* c, float* gi, float* gf,
+                 float* gg, float* go, int64_t n) { rnnstate_ext::lstm_step_f32(z, U, cp, h, c, gi, gf, gg, go, n); }
+inline void step(const double* z, int64_t U, const double* cp, double* h, double* c, double* gi,
+                 double* gf, double* gg, double* go, int64_t n) { rnnstate_ext::lstm_step_f64(z, U, cp, h, c, gi, gf, gg, go, n); }
+
+// z (B, G) row-major, contiguous  +=  h (B, U), row stride ldh  @  W^T, W (G, U) contiguous.
+template <typename T>
+struct RecurrentGemm {
+  const at::Tensor& w;
+  int B, G, U;
+#ifndef RNNSTATE_DIRECT_BLAS
+  at::Tensor w_t = w.t();
+#endif
+  RecurrentGemm(const at::Tensor& w_, int64_t B_) : w(w_), B(B_), G(w_.size(0)), U(w_.size(1)) {}
+  void add(const T* h, int64_t ldh, T* z) {
+#ifdef RNNSTATE_DIRECT_BLAS
+    // column-major view: z^T (G, B) += W (G, U; stored as (U, G) col-major, so "T") @ h^T (U, B)
+    const T one = 1;
+    const int ld = static_cast<int>(ldh), inc = 1;
+    if (B == 1) {         // streaming / single sequence: a matrix-vector product
+      if constexpr (std::is_same_v<T, float>)
+        rnnstate_ext::matvec_add_f32(w.data_ptr<T>(), G, U, h, z);
+      else
+        dgemv_("T", &U, &G, &one, w.data_ptr<T>(), &U, h, &inc, &one, z, &inc);
+    } else if constexpr (std::is_same_v<T, float>) {
+      sgemm_("T", "N", &G, &B, &U, &one, w.data_ptr<T>(), &U, h, &ld, &one, z, &G);
+    } else {
+      dgemm_("T", "N", &G, &B, &U, &one, w.data_ptr<T>(), &U, h, &ld, &one, z, &G);
+    }
+#else
+    auto opt = w.options();
+    at::Tensor zt = at::from_blob(z, {B, G}, opt);
+    at::Tensor ht = at::from_blob(const_cast<T*>(h), {B, U}, {ldh, 1}, opt);
+    at::addmm_out(zt, zt, ht, w_t);
+#endif
+  }
+};
+
+// Below this many elements per step the pointwise pass runs on one thread (fork/join costs more).
+constexpr int64_t kGrain = 4096;
+
+// Steps per chunk of the input projection: its buffer stays small (reused from the heap rather than
+// freshly mapped, and still in cache when the steps read it) while its GEMM stays large.
+constexpr int64_t kChunkElems = int64_t(1) << 20;
+
+// All sequences time-major, (T, B, U): each step reads and writes contiguous (B, U) blocks, and
+// h_{t-1} for the GEMM is the previous block of the output sequence. x2 is x time-major, (T*B, F).
+template <typename T>
+void lstm_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih,
+               const at::Tensor& w_hh, const T* h0, const T* c0, int64_t Tn, int64_t B, int64_t U, T* out,
+               T* cseq, T* cbuf, T* const* gates) {
+  const int64_t G = 4 * U, BU = B * U;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / (B * G)));
+  at::Tensor xw = at::empty({chunk * B, G}, x2.options());
+  const bool bias = b_ih.has_value() && b_ih->defined();
+  const at::Tensor w_ih_t = w_ih.t();
+  RecurrentGemm<T> gemm(w_hh, B);
+  for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
+    const int64_t n_steps = std::min(chunk, Tn - t0);
+    at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
+    const at::Tensor x_c = x2.narrow(0, t0 * B, n_steps * B);
+    if (bias) at::addmm_out(xw_c, *b_ih, x_c, w_ih_t);          // x_t @ W_ih^T + b_ih, n_steps steps
+    else at::mm_out(xw_c, x_c, w_ih_t);
+    T* xw_p = xw_c.data_ptr<T>();
+    for (int64_t t = t0; t < t0 + n_steps; ++t) {
+      T* z = xw_p + (t - t0) * B * G;                          // (B, 4U)
+      gemm.add(t == 0 ? h0 : out + (t - 1) * BU, U, z);       // z += h_{t-1} @ W_hh^T
+      const T* cp = t == 0 ? c0 : (cseq ? cseq + (t - 1) * BU : cbuf + ((t - 1) & 1) * BU);
+      T* cc = cseq ? cseq + t * BU : cbuf + (t & 1) * BU;
+      T* h = out + t * BU;
+      const int64_t o = t * BU;
+      auto body = [&](int64_t begin, int64_t end) {
+        for (int64_t idx = begin; idx < end;) {               // row segments of the flat (B, U) range
+          const int64_t b = idx / U, u0 = idx % U, n = std::min(U - u0, end - idx);
+          if (gates) {
+            step(z + b * G + u0, U, cp + idx, h + idx, cc + idx, gates[0] + o + idx, gates[1] + o + idx,
+                 gates[2] + o + idx, gates[3] + o + idx, n);
+          } else {
+            step(z + b * G + u0, U, cp + idx, h + idx, cc + idx, nullptr, nullptr, nullptr, nullptr, n);
+          }
+          idx += n;
+        }
+      };
+      if (BU <= kGrain) {
+        body(0, BU);
+      } else {
+        at::parallel_for(0, BU, kGrain / 2, body);
+      }
+    }
+  }
+}
+
+// x (B, T, F); h0, c0 (B, U); w_ih (4U, F); w_hh (4U, U); b_ih (4U,) or None.
+// Returns [outputs (B, T, U), h_T (B, U), c_T (B, U), c_seq (B, T, U) or None] + ([i, f, g, o], each
+// (B, T, U), when want_gates). The sequences are transposed views of time-major storage, as
+// torch.lstm's batch_first output is.
+std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const at::Tensor& h0_,
+                                                     const at::Tensor& c0_, const at::Tensor& w_ih_,
+                                                     const at::Tensor& w_hh_, const c10::optional<at::Tensor>& b_ih,
+                                                     bool want_c, bool want_gates) {
+  TORCH_CHECK(x.dim() == 3, "x must be (B, T, F)");
+  TORCH_CHECK(x.device().is_cpu(), "the compiled LSTM kernel is CPU-only");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32 or float64 only");
+  const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1);
+  TORCH_CHECK(w_hh_.size(0) == 4 * U && w_ih_.size(0) == 4 * U && w_ih_.size(1) == F, "weight shapes");
+  TORCH_CHECK(h0_.sizes() == at::IntArrayRef({B, U}) && c0_.sizes() == at::IntArrayRef({B, U}), "state shapes");
+  for (const at::Tensor* t : {&h0_, &c0_, &w_ih_, &w_hh_})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device().is_cpu(), "dtype/device mismatch");
+  if (b_ih.has_value() && b_ih->defined())
+    TORCH_CHECK(b_ih->scalar_type() == x.scalar_type() && b_ih->numel() == 4 * U, "bias");
+  TORCH_CHECK(B * 4 * U < (int64_t(1) << 31) && U < (int64_t(1) << 31), "too large for 32-bit BLAS");
+  const auto opt = x.options();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
+  const at::Tensor h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  at::Tensor out = at::empty({Tn, B, U}, opt);
+  c10::optional<at::Tensor> cseq_t, gates_t;
+  at::Tensor cbuf;
+  if (want_c) cseq_t = at::empty({Tn, B, U}, opt);
+  else cbuf = at::empty({2, B, U}, opt);
+  std::vector<at::Tensor> gate_ts;     // four tensors rather than one (4, T, B, U): smaller allocations
+  if (want_gates)
+    for (int k = 0; k < 4; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
+  if (Tn > 0) {
+    const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_sequence", [&] {
+      scalar_t* gp[4] = {nullptr, nullptr, nullptr, nullptr};
+      for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<scalar_t>();
+      lstm_loop<scalar_t>(x2, w_ih, b_ih, w_hh, h0.data_ptr<scalar_t>(), c0.data_ptr<scalar_t>(), Tn, B, U,
+                          out.data_ptr<scalar_t>(), want_c ? cseq_t->data_ptr<scalar_t>() : nullptr,
+                          want_c ? nullptr : cbuf.data_ptr<scalar_t>(), want_gates ? gp : nullptr);
+    });
+  }
+  at::Tensor hT = Tn > 0 ? out.select(0, Tn - 1).clone() : h0.clone();
+  at::Tensor cT = Tn == 0 ? c0.clone() : want_c ? cseq_t->select(0, Tn - 1).clone() : cbuf.select(0, (Tn - 1) & 1).clone();
+  if (want_c) cseq_t = cseq_t->transpose(0, 1);
+  std::vector<c10::optional<at::Tensor>> res = {out.transpose(0, 1), hT, cT, cseq_t};
+  for (auto& g : gate_ts) res.push_back(g.transpose(0, 1));
+  return res;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "rnnstate compiled kernels (inference-only LSTM loop with cell-state and gate sequences)";
+  m.def("lstm_sequence", &lstm_sequence, "LSTM forward over (B, T, F) with c and gate sequences",
+        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"),
+        pybind11::arg("w_hh"), pybind11::arg("b_ih"), pybind11::arg("want_c"), pybind11::arg("want_gates"));
+#ifdef RNNSTATE_DIRECT_BLAS
+  m.attr("direct_blas") = true;
+#else
+  m.attr("direct_blas") = false;
+#endif
+}

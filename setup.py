@@ -1,0 +1,57 @@
+"""Builds the optional compiled kernels (``rnnstate._ext._C``); all other metadata is in pyproject.toml.
+
+The extension compiles against the torch already installed, so install with
+``pip install --no-build-isolation -e .`` (build isolation would fetch a second, possibly CUDA, torch).
+Without torch at build time, or with RNNSTATE_NO_EXT=1, the package installs without it and
+``rnnstate._ext.unavailable_reason()`` says why; the layers then use the pure-torch paths.
+"""
+import glob
+import importlib.util
+import os
+
+from setuptools import setup
+
+EXT_SOURCES = [os.path.join("rnnstate", "_ext", name) for name in ("_C.cpp", "pointwise.cpp")]
+
+
+def _blas_macros(torch):
+    """Which BLAS entry points torch's libtorch_cpu exports (the extension links against it):
+    the Fortran sgemm_/dgemm_/sgemv_/dgemv_ (MKL and OpenBLAS builds). Without them the kernel
+    calls at::addmm_out per step (slower at small batch, same numbers)."""
+    import ctypes
+    libs = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))
+    if not libs:
+        return []
+    lib = ctypes.CDLL(libs[0])
+    if all(hasattr(lib, s) for s in ("sgemm_", "dgemm_", "sgemv_", "dgemv_")):
+        return [("RNNSTATE_DIRECT_BLAS", None)]
+    return []
+
+
+def _extensions():
+    if os.environ.get("RNNSTATE_NO_EXT") or importlib.util.find_spec("torch") is None:
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+    class BuildExt(BuildExtension):
+        """Also records, next to the module, which torch it was built against: the runtime refuses a
+        module built for another torch (explicitly, before importing it)."""
+
+        def run(self):
+            super().run()
+            for ext in self.extensions:
+                path = self.get_ext_fullpath(ext.name)
+                if os.path.exists(path):
+                    with open(os.path.join(os.path.dirname(path), "_C.torch_version"), "w") as f:
+                        f.write(torch.__version__)
+
+    macros = [] if os.environ.get("RNNSTATE_EXT_NO_BLAS") else _blas_macros(torch)
+    ext = CppExtension("rnnstate._ext._C", EXT_SOURCES, define_macros=macros,
+                       depends=[os.path.join("rnnstate", "_ext", "pointwise.h")],
+                       extra_compile_args=["-O3", "-g0"], optional=True)
+    return [ext], {"build_ext": BuildExt.with_options(use_ninja=False)}
+
+
+ext_modules, cmdclass = _extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -1,0 +1,136 @@
+"""The compiled LSTM kernel (rnnstate._ext) == the reference loop; the layer uses it in inference and
+says so in last_path; without it (or under autograd) the layer falls back and says why."""
+import itertools
+
+import pytest
+import torch
+
+from rnnstate import _ext
+from rnnstate import layers as L
+from rnnstate.cells.lstm import LSTMCell
+from rnnstate.loop import fused, reference
+
+needs_ext = pytest.mark.skipif(_ext.unavailable_reason() is not None,
+                               reason=f"compiled kernel unavailable: {_ext.unavailable_reason()}")
+
+
+def _cell(U, F, dtype, use_bias=True, seed=0):
+    torch.manual_seed(seed)
+    cell = LSTMCell(U, use_bias=use_bias)
+    cell._maybe_build((1, F))
+    cell = cell.to(dtype)
+    with torch.no_grad():                      # non-trivial but not chaotic dynamics
+        for p in cell.parameters():
+            p.normal_(0.0, 1.0 / max(U, F) ** 0.5)
+    return cell
+
+
+# (B, T, F, U): B=1 (matrix-vector path), B>1, T=1, odd sizes; the last one spans two chunks of the
+# input projection (chunk = 2**20 // (B * 4U) steps).
+SHAPES = [(1, 7, 3, 5), (4, 9, 6, 16), (2, 1, 4, 8), (5, 13, 3, 33), (64, 25, 4, 200)]
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_equals_reference_loop(shape, dtype):
+    B, T, F, U = shape
+    cell = _cell(U, F, dtype)
+    x = torch.randn(B, T, F, dtype=dtype)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for with_init, want_c, want_g in itertools.product([False, True], repeat=3):
+        state = (cell.state_type(torch.randn(B, U, dtype=dtype), torch.randn(B, U, dtype=dtype)) if with_init
+                 else cell.initial_state(B, dtype=dtype))
+        with torch.no_grad():
+            ref = reference.time_loop(cell, x, state, collect_states=True, collect_gates=True)
+            out, h, c, cs, gates = _ext.lstm_sequence(x, state.h, state.c, cell.weight_ih, cell.weight_hh,
+                                                      cell.bias_ih, want_c=want_c, want_gates=want_g)
+        msg = f"init={with_init} c={want_c} gates={want_g}"
+        torch.testing.assert_close(out, ref.outputs, **tol, msg=msg)
+        torch.testing.assert_close(h, ref.state.h, **tol, msg=msg)
+        torch.testing.assert_close(c, ref.state.c, **tol, msg=msg)
+        assert (cs is not None) == want_c and (gates is not None) == want_g
+        if want_c:
+            torch.testing.assert_close(cs, ref.state_seqs[1], **tol, msg=msg)
+        if want_g:
+            for name, a, b in zip("ifgo", gates, ref.gates):
+                torch.testing.assert_close(a, b, **tol, msg=f"{msg} gate {name}")
+
+
+@needs_ext
+def test_kernel_without_bias_and_with_strided_input():
+    B, T, F, U = 3, 6, 5, 7
+    cell = _cell(U, F, torch.float32, use_bias=False)
+    x = torch.randn(T, B, F).transpose(0, 1)                       # non-contiguous (B, T, F)
+    state = cell.state_type(torch.randn(B, U), torch.randn(B, U))
+    with torch.no_grad():
+        ref = reference.time_loop(cell, x, state, collect_states=True, collect_gates=True)
+        out, h, c, cs, gates = _ext.lstm_sequence(x, *state, cell.weight_ih, cell.weight_hh, None,
+                                                  want_c=True, want_gates=True)
+    torch.testing.assert_close(out, ref.outputs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cs, ref.state_seqs[1], atol=1e-5, rtol=1e-5)
+    for a, b in zip(gates, ref.gates):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _layers(**kw):
+    B, T, F, U = 2, 6, 4, 5
+    torch.manual_seed(0)
+    a = L.LSTM(U, path="auto", **kw)
+    b = L.LSTM(U, path="loop", **kw)
+    a(torch.zeros(1, T, F))
+    b(torch.zeros(1, T, F))
+    b.set_weights(a.get_weights())
+    return a, b, torch.randn(B, T, F), [torch.randn(B, U), torch.randn(B, U)]
+
+
+@needs_ext
+@pytest.mark.parametrize("go_backwards,with_init", list(itertools.product([False, True], [False, True])))
+def test_layer_runs_compiled_kernel_in_inference(go_backwards, with_init):
+    a, b, x, init = _layers(return_sequences=True, return_state=True, return_cell_sequence=True,
+                            return_gate_sequences=True, go_backwards=go_backwards)
+    init = init if with_init else None
+    with torch.no_grad():
+        ra, rb = a(x, initial_state=init), b(x, initial_state=init)
+    assert a.last_path == fused.COMPILED_PATH
+    assert ra._fields == rb._fields
+    for name in ra._fields:
+        torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
+
+
+@needs_ext
+def test_layer_gates_only_and_inference_mode():
+    a, b, x, _ = _layers(return_gate_sequences=True)
+    with torch.inference_mode():
+        ra, rb = a(x), b(x)
+    assert a.last_path == fused.COMPILED_PATH
+    for name in ra._fields:
+        torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_autograd_keeps_differentiable_recompute_path():
+    a, b, x, _ = _layers(return_sequences=True, return_cell_sequence=True)
+    x.requires_grad_(True)
+    ra = a(x)
+    assert "gate recompute" in a.last_path
+    if _ext.unavailable_reason() is None:
+        assert "autograd" in a.last_path
+    (g,) = torch.autograd.grad(ra.c_seq.sum(), [x])
+    assert torch.isfinite(g).all()
+
+
+def test_unavailable_kernel_falls_back_and_says_why(monkeypatch):
+    monkeypatch.setattr(_ext, "_REASON", "rnnstate._ext._C is not built (test)")
+    a, b, x, _ = _layers(return_sequences=True, return_cell_sequence=True, return_gate_sequences=True)
+    with torch.no_grad():
+        ra, rb = a(x), b(x)
+    assert "gate recompute" in a.last_path and "not built (test)" in a.last_path
+    for name in ra._fields:
+        torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_plain_calls_do_not_change_path():
+    a, _, x, _ = _layers(return_sequences=True)
+    with torch.no_grad():
+        a(x)
+    assert a.last_path.startswith("fused-")
