@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 LISTINGS = [
     ("seed_1_lstm.py", "LSTM(1): the model outputs the final hidden state h, shape (batch, units) = (1, 1)."),
@@ -60,7 +61,7 @@ def run(out_dir="out"):
     print(f"    result fields: {res._fields}")
     print(f"    h sequence  {tuple(res.output.shape)}, c sequence {tuple(res.c_seq.shape)}, gates 4 x "
           f"{tuple(res.gate_o.shape)};  path: {layer.last_path}")
-    h_from_gates = res.gate_o * np.tanh(res.c_seq.detach())
+    h_from_gates = res.gate_o * torch.tanh(res.c_seq)
     ok = np.allclose(h_from_gates.detach().numpy(), res.output.detach().numpy(), atol=1e-6)
     print(f"    check: h_t == o_t * tanh(c_t) at every step: {ok}  (that is why h != tanh(c))")
     print(f"    check: c_seq[:, -1] == final c: {np.allclose(res.c_seq[:, -1].detach(), res.c.detach())}")
