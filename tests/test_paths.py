@@ -153,3 +153,17 @@ def test_sequences_without_autograd_equal_loop(kind):
         ra, rb = a(x), b(x)
     for name in ra._fields:
         torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_short_sequence_inference_runs_compiled_and_equals_loop():
+    from rnnstate import _ext
+    assert _ext.unavailable_reason() is None, _ext.unavailable_reason()     # `make` builds it
+    a, b = _pair("LSTM", return_sequences=True, return_state=True)
+    init = [torch.randn(B, U), torch.randn(B, U)]
+    for steps in (1, 3):
+        x = torch.randn(B, steps, F)
+        with torch.no_grad():
+            ra, rb = a(x, initial_state=init), b(x, initial_state=init)
+        assert a.last_path.startswith("compiled-LSTM")
+        for u, v in zip(ra, rb):
+            torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)

@@ -178,14 +178,16 @@ class RNN(Layer):
             reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
         if reason is None:
             xs = x.flip(1) if self.go_backwards else x
-            # c / gate sequences: the compiled loop in inference, else fused h + recompute
-            why_not_compiled = fused.compiled_reason(cell, xs, state) if (want_c or want_g) else ""
+            # c / gate sequences, and short sequences (streaming): the compiled loop in inference;
+            # else fused h + recompute, or torch's single-step cell ops
+            short = xs.shape[1] <= fused.CELL_OP_MAX_STEPS
+            why_not_compiled = fused.compiled_reason(cell, xs, state) if (want_c or want_g or short) else ""
             if why_not_compiled is None:
                 outputs, final, seqs, gates = fused.run_compiled(cell, xs, state, want_states=want_c,
                                                                  want_gates=want_g)
                 self.last_path = fused.COMPILED_PATH
             else:
-                if xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not (want_c or want_g):
+                if short and not (want_c or want_g):
                     outputs, final = fused.run_cell_op(cell, xs, state)
                     self.last_path = fused.CELL_OP_PATH
                 else:

@@ -107,9 +107,9 @@ class TrainingMixin:
 
     # ---- data --------------------------------------------------------------------------------
     def _device(self):
-        for p in self.parameters():
-            return p.device
-        return torch.device("cpu")
+        base = getattr(super(), "_device", None)          # Layer caches it (no per-call module walk)
+        dev = base() if base is not None else next((p.device for p in self.parameters()), None)
+        return dev if dev is not None else torch.device("cpu")
 
     # ---- steps -------------------------------------------------------------------------------
     def _forward(self, xs, training):
