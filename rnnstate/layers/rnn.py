@@ -180,7 +180,9 @@ class RNN(Layer):
             xs = x.flip(1) if self.go_backwards else x
             # c / gate sequences, and short sequences (streaming): the compiled loop in inference;
             # else fused h + recompute, or torch's single-step cell ops
-            short = xs.shape[1] <= fused.CELL_OP_MAX_STEPS
+            # (not under autograd: there the sequence kernel's backward is faster than the cell ops')
+            short = xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not (
+                torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad))
             why_not_compiled = fused.compiled_reason(cell, xs, state) if (want_c or want_g or short) else ""
             if why_not_compiled is None:
                 outputs, final, seqs, gates = fused.run_compiled(cell, xs, state, want_states=want_c,
