@@ -100,10 +100,18 @@ def pack_like(structure, flat):
 
 
 def has_symbolic(s) -> bool:
-    if isinstance(s, SymbolicTensor):
+    """True if `s` (a tensor, or nested lists / tuples / dicts of them) holds a SymbolicTensor.
+    Called on every layer call: plain loops, exact-type checks first."""
+    t = type(s)
+    if t is SymbolicTensor:
         return True
-    if isinstance(s, (list, tuple)):
-        return any(has_symbolic(v) for v in s)
-    if isinstance(s, dict):
-        return any(has_symbolic(v) for v in s.values())
+    if t is list or isinstance(s, tuple):
+        for v in s:
+            if has_symbolic(v):
+                return True
+        return False
+    if t is dict:
+        for v in s.values():
+            if has_symbolic(v):
+                return True
     return False

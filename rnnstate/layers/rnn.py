@@ -52,6 +52,7 @@ class RNN(Layer):
             from .stacked import StackedCells
             cell = StackedCells(list(cell))
         self.cell = cell
+        object.__setattr__(self, "_cell", cell)     # plain reference for the hot path (no nn.Module lookup)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -161,7 +162,7 @@ class RNN(Layer):
         B = x.shape[0]
         training = self._is_training(training)
         state = self._start_state(x, initial_state, B)
-        cell = self.cell
+        cell = self._cell
         rec_mask = None
         if training and self._has_dropout:
             if cell.dropout > 0.0:
@@ -231,10 +232,11 @@ class RNN(Layer):
 
     @property
     def _has_dropout(self):
-        return getattr(self.cell, "dropout", 0.0) > 0.0 or getattr(self.cell, "recurrent_dropout", 0.0) > 0.0
+        cell = self._cell
+        return getattr(cell, "dropout", 0.0) > 0.0 or getattr(cell, "recurrent_dropout", 0.0) > 0.0
 
     def _start_state(self, x, initial_state, B):
-        cell = self.cell
+        cell = self._cell
         ctx = _context.current() if _context.ACTIVE else None
         if ctx is not None:                 # streaming / plotting: the context may give the state
             s = ctx.start(self)

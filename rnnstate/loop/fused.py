@@ -189,10 +189,13 @@ def compiled_reason(cell, x, state) -> str | None:
         return f"inputs on {x.device.type}; the compiled kernel is CPU-only"
     if x.dtype not in (torch.float32, torch.float64):
         return f"dtype {x.dtype}; the compiled kernel takes float32 or float64"
-    tensors = (x, cell.weight_ih, cell.weight_hh, *state) + ((cell.bias_ih,) if cell.bias_ih is not None else ())
-    if any(t.dtype != x.dtype or t.device != x.device for t in tensors):
+    w_ih, w_hh, b, dt, dev = cell.weight_ih, cell.weight_hh, cell.bias_ih, x.dtype, x.device
+    h0, c0 = state
+    if (w_ih.dtype != dt or w_hh.dtype != dt or h0.dtype != dt or c0.dtype != dt or (b is not None and b.dtype != dt)
+            or w_ih.device != dev or h0.device != dev or c0.device != dev):
         return "inputs, states and weights differ in dtype or device"
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if torch.is_grad_enabled() and (x.requires_grad or w_ih.requires_grad or w_hh.requires_grad or h0.requires_grad
+                                    or c0.requires_grad or (b is not None and b.requires_grad)):
         return "autograd is recording; the compiled kernel is inference-only (use torch.no_grad())"
     return None
 
