@@ -39,3 +39,8 @@ def bias_to_torch(bias: torch.Tensor, kind: str) -> torch.Tensor:
 
 def bias_from_torch(bias: torch.Tensor, kind: str) -> torch.Tensor:
     return _permute_blocks(bias.detach(), GATE_PERM[kind], bias.dim() - 1).contiguous()
+
+
+def kernel_view(weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """Differentiable Keras-layout view of a torch weight (for regularizers that depend on layout)."""
+    return _permute_blocks(weight.t(), GATE_PERM[kind], 1)

@@ -10,7 +10,8 @@
 no code is executed (a ``Lambda`` layer, a ``__lambda__`` activation or any class outside the
 registry is refused with a ``ValueError``). Keras-only options that have no effect on predictions
 are dropped when at their defaults (``quantization_config=None``, ``sparse=False``, ...);
-regularizers and constraints (training-only) are dropped with a warning.
+L1 / L2 / L1L2 weight regularizers of LSTM, GRU, SimpleRNN and Dense are kept; other regularizers and
+constraints (training-only) are dropped with a warning.
 """
 from __future__ import annotations
 
@@ -126,6 +127,9 @@ def clean_config(class_name: str, config: dict) -> dict:
         if k in _DROP_IF_DEFAULT and _is_default(v, _DROP_IF_DEFAULT[k]):
             continue
         if k.endswith(_TRAINING_ONLY_SUFFIXES) and class_name not in ("Model", "Functional", "Sequential"):
+            if k in _SUPPORTED_REGULARIZERS.get(class_name, ()) and _is_builtin_regularizer(v):
+                out[k] = v                      # L1 / L2 / L1L2 on weights: rnnstate applies them
+                continue
             if v is not None:
                 dropped.append(k)
             continue
@@ -137,6 +141,15 @@ def clean_config(class_name: str, config: dict) -> dict:
                       f"{', '.join(sorted(dropped))} (training-only; predictions are unaffected); dropped.",
                       UserWarning, stacklevel=3)
     return out
+
+
+_SUPPORTED_REGULARIZERS = {c: ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
+                           for c in ("LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell")}
+_SUPPORTED_REGULARIZERS["Dense"] = ("kernel_regularizer", "bias_regularizer")
+
+
+def _is_builtin_regularizer(v):
+    return v is None or (isinstance(v, dict) and v.get("class_name") in ("L1", "L2", "L1L2"))
 
 
 def _is_default(v, defaults):

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import _checks, _layout, activations, initializers
+from .. import _checks, _layout, activations, initializers, regularizers
 from ..layers.base import Layer, WeightRef
 
-_NOT_YET = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
-            "kernel_constraint", "recurrent_constraint", "bias_constraint")
+_NOT_YET = ("activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
+_REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
 
 
 class Cell(Layer):
@@ -61,7 +61,8 @@ class GatedCell(Cell):
     kind = ""          # key into _layout.GATE_PERM
     n_gates = 1
     _config_args = ("units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
-                    "recurrent_initializer", "bias_initializer", "dropout", "recurrent_dropout", "seed")
+                    "recurrent_initializer", "bias_initializer", "kernel_regularizer", "recurrent_regularizer",
+                    "bias_regularizer", "dropout", "recurrent_dropout", "seed")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -73,6 +74,7 @@ class GatedCell(Cell):
                                                          f"received {kwargs[k]!r}. Pass None (the default).",
                                     NotImplementedError)
             kwargs.pop(k, None)
+        regs = {k: kwargs.pop(k, None) for k in _REGULARIZERS}
         kwargs.pop("implementation", None)   # Keras 2's kernel choice: rnnstate picks its own path
         super().__init__(**kwargs)
         self.units = _checks.positive_int(self, "units", units)
@@ -87,6 +89,11 @@ class GatedCell(Cell):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        for k, v in regs.items():
+            try:
+                setattr(self, k, regularizers.get(v))
+            except ValueError as e:             # re-worded: name the layer and the argument
+                raise _checks.error(self, f"argument `{k}`: {e}") from None
         self.dropout = _checks.fraction(self, "dropout", dropout)
         self.recurrent_dropout = _checks.fraction(self, "recurrent_dropout", recurrent_dropout)
         self.seed = seed
@@ -168,6 +175,19 @@ class GatedCell(Cell):
                 ws.append(WeightRef(self, "bias", (G,), lambda: _layout.bias_from_torch(self.bias_ih, kind),
                                     put_param("bias_ih", _layout.bias_to_torch)))
         return ws
+
+    def _own_penalties(self):
+        """Regularization penalties of this cell's weights (Keras: kernel, recurrent_kernel, bias)."""
+        if not self.built:
+            return []
+        out = []
+        for reg, w in ((self.kernel_regularizer, self.weight_ih), (self.recurrent_regularizer, self.weight_hh)):
+            if reg is not None:
+                out.append(reg(w if regularizers.is_sum_based(reg) else _layout.kernel_view(w, self.kind)))
+        if self.bias_regularizer is not None and self.bias_ih is not None:
+            b = self.bias_ih if not self._bias_hh_is_param() else torch.stack([self.bias_ih, self.bias_hh])
+            out.append(self.bias_regularizer(b))
+        return out
 
     # ---- per-sequence pieces used by the time loop ----------------------------------------------------
     def project_input(self, x):

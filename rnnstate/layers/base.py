@@ -239,6 +239,31 @@ class Layer(nn.Module):
         for sub in self._sublayers():
             sub._collect_weights(out, seen)
 
+    # ---- regularization ---------------------------------------------------------------------------
+    def _own_penalties(self) -> list:
+        """Penalties of this layer's own weights (not sublayers'); see ``rnnstate.regularizers``."""
+        return []
+
+    def _regularization_losses(self) -> list:
+        """Every penalty of this layer and its sublayers (each layer once, Keras' order): what ``fit``
+        adds to the loss."""
+        out, seen = [], set()
+        self._collect_penalties(out, seen)
+        return out
+
+    def _collect_penalties(self, out, seen):
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        out.extend(self._own_penalties())
+        for sub in self._sublayers():
+            sub._collect_penalties(out, seen)
+
+    @property
+    def losses(self) -> list:
+        """Keras' ``layer.losses`` / ``model.losses``: the current regularization penalties (scalars)."""
+        return self._regularization_losses()
+
     @property
     def trainable_weights(self):
         return [w for w in self.weights if w.trainable and self.trainable]
@@ -302,7 +327,9 @@ class Layer(nn.Module):
 
 
 def _serialize_value(v):
-    from .. import activations, initializers
+    from .. import activations, initializers, regularizers
+    if isinstance(v, regularizers.Regularizer):
+        return regularizers.serialize(v)
     if callable(v) and getattr(v, "__module__", "").endswith("activations"):
         return activations.serialize(v)
     if hasattr(v, "get_config") and type(v).__module__.endswith("initializers"):

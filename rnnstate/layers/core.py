@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import _checks, activations, initializers
+from .. import _checks, activations, initializers, regularizers
 from .._symbolic import Node, SymbolicTensor
 from .base import Layer, WeightRef
 
@@ -67,13 +67,13 @@ def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, 
 class Dense(Layer):
     """``y = activation(x @ kernel + bias)`` on the last axis. Weights: kernel (F, U), bias (U,)."""
 
-    _config_args = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
+    _config_args = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
+                    "kernel_regularizer", "bias_regularizer")
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        for k, v in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
-                     ("activity_regularizer", activity_regularizer), ("kernel_constraint", kernel_constraint),
+        for k, v in (("activity_regularizer", activity_regularizer), ("kernel_constraint", kernel_constraint),
                      ("bias_constraint", bias_constraint)):
             if v is not None:
                 raise _checks.error("Dense", f"argument `{k}` is not supported yet by rnnstate; received {v!r}.",
@@ -84,6 +84,18 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def _own_penalties(self):
+        if not self.built:
+            return []
+        out = []
+        if self.kernel_regularizer is not None:
+            out.append(self.kernel_regularizer(self.kernel))
+        if self.bias_regularizer is not None and self.bias is not None:
+            out.append(self.bias_regularizer(self.bias))
+        return out
 
     def build(self, input_shape):
         if input_shape[-1] is None:
