@@ -1,4 +1,4 @@
-"""The compiled LSTM kernel (rnnstate._ext) == the reference loop; the layer uses it in inference and
+"""The compiled LSTM and GRU kernels (rnnstate._ext) == the reference loop; the layer uses it in inference and
 says so in last_path; without it (or under autograd) the layer falls back and says why."""
 import itertools
 
@@ -134,3 +134,111 @@ def test_plain_calls_do_not_change_path():
     with torch.no_grad():
         a(x)
     assert a.last_path.startswith("fused-")
+
+
+# ---- GRU (reset_after=True) ---------------------------------------------------------------------------
+def _gru_cell(U, F, dtype, use_bias=True, seed=0):
+    from rnnstate.cells.gru import GRUCell
+    torch.manual_seed(seed)
+    cell = GRUCell(U, use_bias=use_bias)
+    cell._maybe_build((1, F))
+    cell = cell.to(dtype)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.normal_(0.0, 1.0 / max(U, F) ** 0.5)
+    return cell
+
+
+# B=1 (matrix-vector path), B>1, T=1, odd sizes; the last one spans several input-projection chunks.
+GRU_SHAPES = [(1, 7, 3, 5), (1, 12, 4, 40), (4, 9, 6, 16), (2, 1, 4, 8), (5, 13, 3, 33), (64, 25, 4, 200)]
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", GRU_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_gru_kernel_equals_reference_loop(shape, dtype, use_bias):
+    B, T, F, U = shape
+    cell = _gru_cell(U, F, dtype, use_bias=use_bias)
+    assert (cell.bias_ih is None) == (cell.bias_hh is None) == (not use_bias)
+    x = torch.randn(B, T, F, dtype=dtype)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for with_init, want_g in itertools.product([False, True], repeat=2):
+        state = (cell.state_type(torch.randn(B, U, dtype=dtype)) if with_init
+                 else cell.initial_state(B, dtype=dtype))
+        with torch.no_grad():
+            ref = reference.time_loop(cell, x, state, collect_states=True, collect_gates=True)
+            out, h, gates = _ext.gru_sequence(x, state.h, cell.weight_ih, cell.weight_hh, cell.bias_ih,
+                                              cell.bias_hh, want_gates=want_g)
+        msg = f"init={with_init} gates={want_g}"
+        torch.testing.assert_close(out, ref.outputs, **tol, msg=msg)
+        torch.testing.assert_close(h, ref.state.h, **tol, msg=msg)
+        assert (gates is not None) == want_g
+        if want_g:
+            for name, a, b in zip("zrn", gates, ref.gates):
+                torch.testing.assert_close(a, b, **tol, msg=f"{msg} gate {name}")
+
+
+@needs_ext
+def test_gru_kernel_strided_input():
+    B, T, F, U = 3, 6, 5, 7
+    cell = _gru_cell(U, F, torch.float32)
+    x = torch.randn(T, B, F).transpose(0, 1)                       # non-contiguous (B, T, F)
+    state = cell.state_type(torch.randn(B, U))
+    with torch.no_grad():
+        ref = reference.time_loop(cell, x, state, collect_gates=True)
+        out, h, gates = _ext.gru_sequence(x, state.h, cell.weight_ih, cell.weight_hh, cell.bias_ih,
+                                          cell.bias_hh, want_gates=True)
+    torch.testing.assert_close(out, ref.outputs, atol=1e-5, rtol=1e-5)
+    for a, b in zip(gates, ref.gates):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _gru_layers(B=2, T=6, F=4, U=5, **kw):
+    torch.manual_seed(0)
+    a = L.GRU(U, path="auto", **kw)
+    b = L.GRU(U, path="loop", **kw)
+    a(torch.zeros(1, T, F))
+    b(torch.zeros(1, T, F))
+    b.set_weights(a.get_weights())
+    return a, b, torch.randn(B, T, F), [torch.randn(B, U)]
+
+
+@needs_ext
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("go_backwards,with_init,use_bias",
+                         list(itertools.product([False, True], [False, True], [False, True])))
+def test_gru_layer_runs_compiled_kernel_in_inference(B, go_backwards, with_init, use_bias):
+    a, b, x, init = _gru_layers(B=B, return_sequences=True, return_state=True, return_gate_sequences=True,
+                                go_backwards=go_backwards, use_bias=use_bias)
+    init = init if with_init else None
+    with torch.no_grad():
+        ra, rb = a(x, initial_state=init), b(x, initial_state=init)
+    assert a.last_path == fused.COMPILED_GRU_PATH == "compiled-GRU (h and gate sequences in one time loop)"
+    assert ra._fields == rb._fields
+    for name in ra._fields:
+        torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
+
+
+@needs_ext
+@pytest.mark.parametrize("steps", [1, 3])
+def test_gru_short_sequence_inference_runs_compiled(steps):
+    a, b, x, init = _gru_layers(T=steps, return_sequences=True, return_state=True)
+    with torch.inference_mode():
+        ra, rb = a(x, initial_state=init), b(x, initial_state=init)
+    assert a.last_path == fused.COMPILED_GRU_PATH
+    for u, v in zip(ra, rb):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
+
+
+def test_gru_autograd_and_reset_before_keep_other_paths():
+    a, _, x, _ = _gru_layers(return_sequences=True, return_gate_sequences=True)
+    x.requires_grad_(True)
+    ra = a(x)
+    assert "gate recompute" in a.last_path
+    (g,) = torch.autograd.grad(ra.z.sum() if hasattr(ra, "z") else ra[1].sum(), [x])
+    assert torch.isfinite(g).all()
+    c = L.GRU(5, reset_after=False, return_gate_sequences=True)
+    with torch.no_grad():
+        c(torch.randn(2, 6, 4))
+    assert c.last_path.startswith("reference loop")

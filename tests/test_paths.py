@@ -127,9 +127,10 @@ def test_single_step_cell_op_equals_loop(kind):
     init = [torch.randn(B, U) for _ in range(n)]
     with torch.no_grad():
         ra, rb = a(x, initial_state=init), b(x, initial_state=init)
-    # inference: LSTM on the compiled loop, GRU / SimpleRNN on torch's single-step cell ops
-    assert a.last_path == ("compiled-LSTM (h, c and gate sequences in one time loop)" if kind == "LSTM"
-                           else "fused-cell ops (short sequence)")
+    # inference: LSTM and GRU on the compiled loops, SimpleRNN on torch's single-step cell ops
+    assert a.last_path == {"LSTM": "compiled-LSTM (h, c and gate sequences in one time loop)",
+                           "GRU": "compiled-GRU (h and gate sequences in one time loop)"}.get(
+                               kind, "fused-cell ops (short sequence)")
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
     ra = a(x, initial_state=init)                      # under autograd: the sequence kernel (faster backward)

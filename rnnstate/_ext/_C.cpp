@@ -1,5 +1,6 @@
-// rnnstate._ext._C: an inference-only LSTM time loop that also writes the cell-state and gate
-// sequences (torch's fused RNN ops expose only the h sequence).
+// rnnstate._ext._C: inference-only LSTM and GRU (reset_after=True) time loops that also write the
+// cell-state and gate sequences (torch's fused RNN ops expose only the h sequence). The GRU loop
+// (gru_loop, below) has the same structure as the LSTM's described here.
 //
 // Per chunk of steps: one GEMM for the input part of every gate of every step of the chunk,
 // xw = x @ W_ih^T + b_ih, time-major (steps, B, 4U). Per step t: one BLAS call adds h_{t-1} @ W_hh^T
@@ -46,8 +47,17 @@ inline void step(const float* z, int64_t U, const float* cp, float* h, float* c,
                  float* gg, float* go, int64_t n) { rnnstate_ext::lstm_step_f32(z, U, cp, h, c, gi, gf, gg, go, n); }
 inline void step(const double* z, int64_t U, const double* cp, double* h, double* c, double* gi,
                  double* gf, double* gg, double* go, int64_t n) { rnnstate_ext::lstm_step_f64(z, U, cp, h, c, gi, gf, gg, go, n); }
+inline void gru_step(const float* xw, const float* gh, const float* bhh, int64_t U, const float* hp, float* h,
+                     float* gz, float* gr, float* gn, int64_t n) {
+  rnnstate_ext::gru_step_f32(xw, gh, bhh, U, hp, h, gz, gr, gn, n);
+}
+inline void gru_step(const double* xw, const double* gh, const double* bhh, int64_t U, const double* hp,
+                     double* h, double* gz, double* gr, double* gn, int64_t n) {
+  rnnstate_ext::gru_step_f64(xw, gh, bhh, U, hp, h, gz, gr, gn, n);
+}
 
-// z (B, G) row-major, contiguous  +=  h (B, U), row stride ldh  @  W^T, W (G, U) contiguous.
+// z (B, G) row-major, contiguous  +=  h (B, U), row stride ldh  @  W^T, W (G, U) contiguous
+// (acc = false: z = h @ W^T, z's old contents ignored).
 template <typename T>
 struct RecurrentGemm {
   const at::Tensor& w;
@@ -56,26 +66,29 @@ struct RecurrentGemm {
   at::Tensor w_t = w.t();
 #endif
   RecurrentGemm(const at::Tensor& w_, int64_t B_) : w(w_), B(B_), G(w_.size(0)), U(w_.size(1)) {}
-  void add(const T* h, int64_t ldh, T* z) {
+  void add(const T* h, int64_t ldh, T* z, bool acc = true) {
 #ifdef RNNSTATE_DIRECT_BLAS
     // column-major view: z^T (G, B) += W (G, U; stored as (U, G) col-major, so "T") @ h^T (U, B)
-    const T one = 1;
+    const T one = 1, beta = acc ? 1 : 0;
     const int ld = static_cast<int>(ldh), inc = 1;
     if (B == 1) {         // streaming / single sequence: a matrix-vector product
-      if constexpr (std::is_same_v<T, float>)
+      if constexpr (std::is_same_v<T, float>) {
+        if (!acc) std::memset(z, 0, sizeof(T) * G);
         rnnstate_ext::matvec_add_f32(w.data_ptr<T>(), G, U, h, z);
-      else
-        dgemv_("T", &U, &G, &one, w.data_ptr<T>(), &U, h, &inc, &one, z, &inc);
+      } else {
+        dgemv_("T", &U, &G, &one, w.data_ptr<T>(), &U, h, &inc, &beta, z, &inc);
+      }
     } else if constexpr (std::is_same_v<T, float>) {
-      sgemm_("T", "N", &G, &B, &U, &one, w.data_ptr<T>(), &U, h, &ld, &one, z, &G);
+      sgemm_("T", "N", &G, &B, &U, &one, w.data_ptr<T>(), &U, h, &ld, &beta, z, &G);
     } else {
-      dgemm_("T", "N", &G, &B, &U, &one, w.data_ptr<T>(), &U, h, &ld, &one, z, &G);
+      dgemm_("T", "N", &G, &B, &U, &one, w.data_ptr<T>(), &U, h, &ld, &beta, z, &G);
     }
 #else
     auto opt = w.options();
     at::Tensor zt = at::from_blob(z, {B, G}, opt);
     at::Tensor ht = at::from_blob(const_cast<T*>(h), {B, U}, {ldh, 1}, opt);
-    at::addmm_out(zt, zt, ht, w_t);
+    if (acc) at::addmm_out(zt, zt, ht, w_t);
+    else at::mm_out(zt, ht, w_t);
 #endif
   }
 };
@@ -182,13 +195,108 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   return res;
 }
 
+// The GRU (reset_after=True) time loop, same layout as lstm_loop: G = 3U, torch's gate order r, z, n.
+// Per step one BLAS call writes gh = h_{t-1} @ W_hh^T into a (B, 3U) buffer (b_hh is added in the
+// pointwise pass: the n gate needs hn + b_hn apart from xn), then ONE pointwise pass writes h_t (and
+// z, r, n) into the time-major outputs. Same equations as GRUCell.recurrent_step (reset_after=True).
+template <typename T>
+void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih,
+              const at::Tensor& w_hh, const T* bhh, const T* h0, int64_t Tn, int64_t B, int64_t U, T* out,
+              T* const* gates) {
+  const int64_t G = 3 * U, BU = B * U;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / (B * G)));
+  at::Tensor xw = at::empty({chunk * B, G}, x2.options());
+  at::Tensor gh_t = at::empty({B, G}, x2.options());
+  T* gh = gh_t.data_ptr<T>();
+  const bool bias = b_ih.has_value() && b_ih->defined();
+  const at::Tensor w_ih_t = w_ih.t();
+  RecurrentGemm<T> gemm(w_hh, B);
+  for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
+    const int64_t n_steps = std::min(chunk, Tn - t0);
+    at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
+    const at::Tensor x_c = x2.narrow(0, t0 * B, n_steps * B);
+    if (bias) at::addmm_out(xw_c, *b_ih, x_c, w_ih_t);          // x_t @ W_ih^T + b_ih, n_steps steps
+    else at::mm_out(xw_c, x_c, w_ih_t);
+    T* xw_p = xw_c.data_ptr<T>();
+    for (int64_t t = t0; t < t0 + n_steps; ++t) {
+      const T* xz = xw_p + (t - t0) * B * G;                   // (B, 3U)
+      const T* hp = t == 0 ? h0 : out + (t - 1) * BU;
+      gemm.add(hp, U, gh, /*acc=*/false);                       // gh = h_{t-1} @ W_hh^T
+      T* h = out + t * BU;
+      const int64_t o = t * BU;
+      auto body = [&](int64_t begin, int64_t end) {
+        for (int64_t idx = begin; idx < end;) {               // row segments of the flat (B, U) range
+          const int64_t b = idx / U, u0 = idx % U, n = std::min(U - u0, end - idx);
+          if (gates) {
+            gru_step(xz + b * G + u0, gh + b * G + u0, bhh + u0, U, hp + idx, h + idx, gates[0] + o + idx,
+                     gates[1] + o + idx, gates[2] + o + idx, n);
+          } else {
+            gru_step(xz + b * G + u0, gh + b * G + u0, bhh + u0, U, hp + idx, h + idx, nullptr, nullptr,
+                     nullptr, n);
+          }
+          idx += n;
+        }
+      };
+      if (BU <= kGrain) {
+        body(0, BU);
+      } else {
+        at::parallel_for(0, BU, kGrain / 2, body);
+      }
+    }
+  }
+}
+
+// x (B, T, F); h0 (B, U); w_ih (3U, F); w_hh (3U, U); b_ih, b_hh (3U,) or None (both or neither).
+// Returns [outputs (B, T, U), h_T (B, U)] + ([z, r, n], each (B, T, U), when want_gates): Keras' gate
+// order z, r, h~. The sequences are transposed views of time-major storage.
+std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_, const at::Tensor& w_ih_,
+                                     const at::Tensor& w_hh_, const c10::optional<at::Tensor>& b_ih,
+                                     const c10::optional<at::Tensor>& b_hh, bool want_gates) {
+  TORCH_CHECK(x.dim() == 3, "x must be (B, T, F)");
+  TORCH_CHECK(x.device().is_cpu(), "the compiled GRU kernel is CPU-only");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32 or float64 only");
+  const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1);
+  TORCH_CHECK(w_hh_.size(0) == 3 * U && w_ih_.size(0) == 3 * U && w_ih_.size(1) == F, "weight shapes");
+  TORCH_CHECK(h0_.sizes() == at::IntArrayRef({B, U}), "state shape");
+  for (const at::Tensor* t : {&h0_, &w_ih_, &w_hh_})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device().is_cpu(), "dtype/device mismatch");
+  for (const c10::optional<at::Tensor>* b : {&b_ih, &b_hh})
+    if (b->has_value() && (*b)->defined())
+      TORCH_CHECK((*b)->scalar_type() == x.scalar_type() && (*b)->device().is_cpu() && (*b)->numel() == 3 * U,
+                  "bias");
+  TORCH_CHECK(B * 3 * U < (int64_t(1) << 31) && U < (int64_t(1) << 31), "too large for 32-bit BLAS");
+  const auto opt = x.options();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), h0 = h0_.contiguous();
+  const at::Tensor bhh = (b_hh.has_value() && b_hh->defined()) ? b_hh->contiguous() : at::zeros({3 * U}, opt);
+  at::Tensor out = at::empty({Tn, B, U}, opt);
+  std::vector<at::Tensor> gate_ts;
+  if (want_gates)
+    for (int k = 0; k < 3; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
+  if (Tn > 0) {
+    const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_sequence", [&] {
+      scalar_t* gp[3] = {nullptr, nullptr, nullptr};
+      for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<scalar_t>();
+      gru_loop<scalar_t>(x2, w_ih, b_ih, w_hh, bhh.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), Tn, B, U,
+                         out.data_ptr<scalar_t>(), want_gates ? gp : nullptr);
+    });
+  }
+  at::Tensor hT = Tn > 0 ? out.select(0, Tn - 1).clone() : h0.clone();
+  std::vector<at::Tensor> res = {out.transpose(0, 1), hT};
+  for (auto& g : gate_ts) res.push_back(g.transpose(0, 1));
+  return res;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "rnnstate compiled kernels (inference-only LSTM loop with cell-state and gate sequences)";
+  m.doc() = "rnnstate compiled kernels (inference-only LSTM and GRU loops with state and gate sequences)";
   m.def("lstm_sequence", &lstm_sequence, "LSTM forward over (B, T, F) with c and gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"),
         pybind11::arg("w_hh"), pybind11::arg("b_ih"), pybind11::arg("want_c"), pybind11::arg("want_gates"));
+  m.def("gru_sequence", &gru_sequence, "GRU (reset_after=True) forward over (B, T, F) with gate sequences",
+        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
+        pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"));
 #ifdef RNNSTATE_DIRECT_BLAS
   m.attr("direct_blas") = true;
 #else

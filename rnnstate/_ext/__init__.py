@@ -5,7 +5,8 @@ been built (``importlib.util.find_spec``) and built against the torch that is ru
 ``setup.py`` recorded next to it). ``unavailable_reason()`` says why not (``None`` when available).
 
 ``lstm_sequence`` is inference-only (no autograd): the LSTM time loop writing h_t, c_t and, when
-asked, the gates i, f, g, o of every step straight into (B, T, U) outputs. Same numbers as
+asked, the gates i, f, g, o of every step straight into (B, T, U) outputs. ``gru_sequence`` is the
+same for the GRU (reset_after=True): h_t and, when asked, the gates z, r, n. Same numbers as
 ``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import torch
 
 PATH_NAME = "compiled-LSTM"
+GRU_PATH_NAME = "compiled-GRU"
 
 _REBUILD = "build it with `pip install --no-build-isolation -e .` (what `make install` runs)"
 
@@ -50,3 +52,13 @@ def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, *, want_c: bool, wan
     """
     res = _C.lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, want_c, want_gates)
     return res[0], res[1], res[2], res[3], (tuple(res[4:]) if want_gates else None)
+
+
+def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, want_gates: bool):
+    """GRU, reset_after=True (torch's layout, gate order r, z, n). x (B, T, F) float32/float64 CPU,
+    h0 (B, U); bias_ih and bias_hh (3U,) both or neither. No autograd.
+
+    Returns (outputs (B, T, U), h_T, (z, r, n) each (B, T, U) or None): Keras' gate order z, r, h~.
+    """
+    res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates)
+    return res[0], res[1], (tuple(res[2:]) if want_gates else None)

@@ -82,6 +82,48 @@ void lstm_step_f64(const double* __restrict z, int64_t U, const double* __restri
   }
 }
 
+// GRU, reset_after=True (GRUCell.recurrent_step):
+//     r = sigmoid(xr + hr);  z = sigmoid(xz + hz);  n = tanh(xn + r * hn);  h_t = z * h_{t-1} + (1 - z) * n
+// with (hr, hz, hn) = h_{t-1} @ W_hh^T + b_hh.
+RS_CLONES void gru_step_f32(const float* __restrict xw, const float* __restrict gh, const float* __restrict bhh,
+                            int64_t U, const float* __restrict h_prev, float* __restrict h,
+                            float* __restrict gz, float* __restrict gr, float* __restrict gn, int64_t n) {
+  const float* __restrict xr = xw;
+  const float* __restrict xz = xw + U;
+  const float* __restrict xn = xw + 2 * U;
+  const float* __restrict hr = gh;
+  const float* __restrict hz = gh + U;
+  const float* __restrict hn = gh + 2 * U;
+  const float* __restrict br = bhh;
+  const float* __restrict bz = bhh + U;
+  const float* __restrict bn = bhh + 2 * U;
+  if (gz == nullptr) {
+    for (int64_t k = 0; k < n; ++k) {
+      const float r = sigmoid_f(xr[k] + (hr[k] + br[k])), z = sigmoid_f(xz[k] + (hz[k] + bz[k]));
+      const float nn = tanh_f(xn[k] + r * (hn[k] + bn[k]));
+      h[k] = z * h_prev[k] + (1.0f - z) * nn;
+    }
+  } else {
+    for (int64_t k = 0; k < n; ++k) {
+      const float r = sigmoid_f(xr[k] + (hr[k] + br[k])), z = sigmoid_f(xz[k] + (hz[k] + bz[k]));
+      const float nn = tanh_f(xn[k] + r * (hn[k] + bn[k]));
+      h[k] = z * h_prev[k] + (1.0f - z) * nn;
+      gz[k] = z; gr[k] = r; gn[k] = nn;
+    }
+  }
+}
+
+void gru_step_f64(const double* __restrict xw, const double* __restrict gh, const double* __restrict bhh,
+                  int64_t U, const double* __restrict h_prev, double* __restrict h, double* __restrict gz,
+                  double* __restrict gr, double* __restrict gn, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const double r = sigmoid_d(xw[k] + (gh[k] + bhh[k])), z = sigmoid_d(xw[U + k] + (gh[U + k] + bhh[U + k]));
+    const double nn = std::tanh(xw[2 * U + k] + r * (gh[2 * U + k] + bhh[2 * U + k]));
+    h[k] = z * h_prev[k] + (1.0 - z) * nn;
+    if (gz != nullptr) { gz[k] = z; gr[k] = r; gn[k] = nn; }
+  }
+}
+
 }  // namespace rnnstate_ext
 
 namespace rnnstate_ext {

@@ -15,3 +15,14 @@ namespace rnnstate_ext {
 // z (G,) += W (G, U) row-major @ h (U,). Float32; for batch 1 (a BLAS call costs more than it does).
 void matvec_add_f32(const float* w, int64_t G, int64_t U, const float* h, float* z);
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+// The per-step pointwise pass of the GRU loop (reset_after=True), over n consecutive units of one batch
+// row. xw points at the row's input projections (r at xw[k], z at xw[U+k], n at xw[2U+k]), gh at the
+// row's recurrent products h_{t-1} @ W_hh^T (same layout, no bias) and bhh at b_hh (3U,; zeros without
+// bias). Writes h[k] = z*h_prev[k] + (1-z)*n; and the gates when gz is not null.
+void gru_step_f32(const float* xw, const float* gh, const float* bhh, int64_t U, const float* h_prev, float* h,
+                  float* gz, float* gr, float* gn, int64_t n);
+void gru_step_f64(const double* xw, const double* gh, const double* bhh, int64_t U, const double* h_prev,
+                  double* h, double* gz, double* gr, double* gn, int64_t n);
+}  // namespace rnnstate_ext

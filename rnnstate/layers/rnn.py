@@ -188,7 +188,7 @@ class RNN(Layer):
             if why_not_compiled is None:
                 outputs, final, seqs, gates = fused.run_compiled(cell, xs, state, want_states=want_c,
                                                                  want_gates=want_g)
-                self.last_path = fused.COMPILED_PATH
+                self.last_path = fused.compiled_path(cell)
             else:
                 if short and not (want_c or want_g):
                     outputs, final = fused.run_cell_op(cell, xs, state)

@@ -7,9 +7,9 @@ never picks a path by catching exceptions. ``run`` gives the same numbers as
 Cell-state and gate sequences: the fused ops return only the h sequence. Given it, every gate of
 every step is one batched matmul on ``h_{t-1}`` (``recompute_sequences``); for the LSTM the cell
 state then follows from ``c_t = f_t * c_{t-1} + i_t * g_t``, one fused multiply-add per step.
-In inference on CPU the LSTM's sequences come instead from the compiled kernel
-(``rnnstate._ext``, ``run_compiled``): one time loop that writes h_t, c_t and the gates of every step
-as it goes; ``compiled_reason`` says why it can't run (``None`` when it can).
+In inference on CPU the LSTM's and the GRU's (reset_after=True) sequences come instead from the
+compiled kernels (``rnnstate._ext``, ``run_compiled``): one time loop that writes h_t (c_t) and the
+gates of every step as it goes; ``compiled_reason`` says why it can't run (``None`` when it can).
 """
 from __future__ import annotations
 
@@ -174,14 +174,28 @@ def recompute_sequences(cell, x, state0, outputs, *, want_states: bool, want_gat
 
 
 COMPILED_PATH = _ext.PATH_NAME + " (h, c and gate sequences in one time loop)"
+COMPILED_GRU_PATH = _ext.GRU_PATH_NAME + " (h and gate sequences in one time loop)"
+_COMPILED_PATHS = {"LSTMCell": COMPILED_PATH, "GRUCell": COMPILED_GRU_PATH}
+
+
+def compiled_path(cell) -> str:
+    """The ``last_path`` label of ``run_compiled`` for this cell."""
+    return _COMPILED_PATHS[type(cell).__name__]
 
 
 def compiled_reason(cell, x, state) -> str | None:
-    """Why the compiled LSTM kernel can't give this call's cell-state/gate sequences (None when it can).
-    Call only for a configuration ``unsupported_reason`` accepts. The kernel is inference-only."""
+    """Why the compiled kernel (LSTM, or GRU with reset_after=True) can't give this call's
+    state/gate sequences (None when it can). Call only for a configuration ``unsupported_reason``
+    accepts. The kernel is inference-only."""
     name = type(cell).__name__
-    if name != "LSTMCell":
-        return f"{name} has none (LSTM only)"
+    if name == "LSTMCell":
+        b2 = None
+    elif name == "GRUCell":
+        if not cell.reset_after:
+            return "reset_after=False; the compiled GRU kernel implements reset_after=True only"
+        b2 = cell.bias_hh
+    else:
+        return f"{name} has none (LSTM and GRU only)"
     reason = _ext.unavailable_reason()
     if reason is not None:
         return reason
@@ -190,19 +204,27 @@ def compiled_reason(cell, x, state) -> str | None:
     if x.dtype not in (torch.float32, torch.float64):
         return f"dtype {x.dtype}; the compiled kernel takes float32 or float64"
     w_ih, w_hh, b, dt, dev = cell.weight_ih, cell.weight_hh, cell.bias_ih, x.dtype, x.device
-    h0, c0 = state
+    h0 = state[0]
+    c0 = state[1] if name == "LSTMCell" else h0
     if (w_ih.dtype != dt or w_hh.dtype != dt or h0.dtype != dt or c0.dtype != dt or (b is not None and b.dtype != dt)
+            or (b2 is not None and b2.dtype != dt)
             or w_ih.device != dev or h0.device != dev or c0.device != dev):
         return "inputs, states and weights differ in dtype or device"
     if torch.is_grad_enabled() and (x.requires_grad or w_ih.requires_grad or w_hh.requires_grad or h0.requires_grad
-                                    or c0.requires_grad or (b is not None and b.requires_grad)):
+                                    or c0.requires_grad or (b is not None and b.requires_grad)
+                                    or (b2 is not None and b2.requires_grad)):
         return "autograd is recording; the compiled kernel is inference-only (use torch.no_grad())"
     return None
 
 
 def run_compiled(cell, x, state, *, want_states: bool, want_gates: bool):
-    """LSTM over x (B, T, F) from state -> (outputs, final state, state_seqs (h, c) or None,
-    gates (i, f, g, o) or None), from the compiled kernel. Same numbers as the reference loop."""
+    """LSTM or GRU over x (B, T, F) from state -> (outputs, final state, state_seqs ((h, c) for the
+    LSTM, (h,) for the GRU) or None, gates ((i, f, g, o) / (z, r, n)) or None), from the compiled
+    kernel. Same numbers as the reference loop."""
+    if type(cell).__name__ == "GRUCell":
+        out, h, gates = _ext.gru_sequence(x, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih,
+                                          cell.bias_hh, want_gates=want_gates)
+        return out, cell.state_type(h), ((out,) if want_states else None), gates
     h0, c0 = state
     out, h, c, cs, gates = _ext.lstm_sequence(x, h0, c0, cell.weight_ih, cell.weight_hh, cell.bias_ih,
                                               want_c=want_states, want_gates=want_gates)
