@@ -25,21 +25,8 @@
 
 #include "pointwise.h"
 
-#ifdef RNNSTATE_DIRECT_BLAS
-// Fortran BLAS, exported by torch's own libtorch_cpu (setup.py checks that it is before defining
-// RNNSTATE_DIRECT_BLAS). Calling it directly skips the dispatcher's per-step overhead, which is most
-// of the cost of a step at small batch.
-extern "C" {
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-            const int*, const float*, const int*, const float*, float*, const int*);
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
-            const int*, const double*, const int*, const double*, double*, const int*);
-void sgemv_(const char*, const int*, const int*, const float*, const float*, const int*, const float*, const int*,
-            const float*, float*, const int*);
-void dgemv_(const char*, const int*, const int*, const double*, const double*, const int*, const double*,
-            const int*, const double*, double*, const int*);
-}
-#endif
+#include "blas.h"
+#include "kernels.h"
 
 namespace {
 
@@ -290,10 +277,15 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "rnnstate compiled kernels (inference-only LSTM and GRU loops with state and gate sequences)";
+  m.doc() = "rnnstate compiled kernels (LSTM and GRU loops with state and gate sequences; LSTM backward)";
   m.def("lstm_sequence", &lstm_sequence, "LSTM forward over (B, T, F) with c and gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"),
         pybind11::arg("w_hh"), pybind11::arg("b_ih"), pybind11::arg("want_c"), pybind11::arg("want_gates"));
+  m.def("lstm_backward", &rnnstate_ext::lstm_backward, "LSTM backward through time from lstm_sequence's outputs",
+        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
+        pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("cseq"), pybind11::arg("gates"),
+        pybind11::arg("dout"), pybind11::arg("dhT"), pybind11::arg("dcT"), pybind11::arg("need_dx"),
+        pybind11::arg("need_dh0"));
   m.def("gru_sequence", &gru_sequence, "GRU (reset_after=True) forward over (B, T, F) with gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
         pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"));

@@ -7,7 +7,8 @@ been built (``importlib.util.find_spec``) and built against the torch that is ru
 ``lstm_sequence`` is inference-only (no autograd): the LSTM time loop writing h_t, c_t and, when
 asked, the gates i, f, g, o of every step straight into (B, T, U) outputs. ``gru_sequence`` is the
 same for the GRU (reset_after=True): h_t and, when asked, the gates z, r, n. Same numbers as
-``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
+``rnnstate.loop.reference.time_loop`` (float32: about 1e-6). ``lstm_train`` is the LSTM loop under
+autograd: its backward (``_C.lstm_backward``, backward.cpp) is compiled too.
 """
 from __future__ import annotations
 
@@ -62,3 +63,33 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, want_gates: b
     """
     res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates)
     return res[0], res[1], (tuple(res[2:]) if want_gates else None)
+
+
+class _LSTMTrain(torch.autograd.Function):
+    """The compiled LSTM loop under autograd: the forward keeps c_t and the gates of every step (what
+    backpropagation through time reads), the backward is ``_C.lstm_backward``. Not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias_ih):
+        res = _C.lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, True, True)
+        out, hT, cT, cs = res[0], res[1], res[2], res[3]
+        ctx.save_for_backward(x, h0, c0, weight_ih, weight_hh, out, cs, *res[4:])
+        ctx.has_bias = bias_ih is not None
+        ctx.set_materialize_grads(False)
+        return out, hT, cT
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_hT, d_cT):
+        x, h0, c0, w_ih, w_hh, out, cs, *gates = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dx, dh0, dc0, dw_ih, dw_hh, db = _C.lstm_backward(x, h0, c0, w_ih, w_hh, ctx.has_bias, out, cs, gates,
+                                                          d_out, d_hT, d_cT, need[0], need[1] or need[2])
+        return (dx, dh0 if need[1] else None, dc0 if need[2] else None, dw_ih if need[3] else None,
+                dw_hh if need[4] else None, db if need[5] else None)
+
+
+def lstm_train(x, h0, c0, weight_ih, weight_hh, bias_ih):
+    """x (B, T >= 1, F) float32/float64 CPU, h0 and c0 (B, U): the LSTM loop, differentiable (the
+    backward is compiled too). Returns (outputs (B, T, U), h_T, c_T)."""
+    return _LSTMTrain.apply(x, h0, c0, weight_ih, weight_hh, bias_ih)

@@ -165,3 +165,50 @@ RS_CLONES void matvec_add_f32(const float* __restrict w, int64_t G, int64_t U, c
 }
 
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+
+// LSTM backward, one step (the forward: c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)):
+//     dc_t  = dc + dh * o * (1 - tanh(c_t)^2)
+//     dz_i = dc_t * g * i(1-i);   dz_f = dc_t * c_{t-1} * f(1-f);   dz_g = dc_t * i * (1-g^2)
+//     dz_o = dh * tanh(c_t) * o(1-o);   dc_{t-1} = dc_t * f
+// tanh(c_t) is recomputed with the forward's own tanh_f, so it is the forward's value bit for bit.
+template <bool WithOut, typename T, typename Tanh>
+inline void lstm_bwd_body(const T* __restrict gi, const T* __restrict gf, const T* __restrict gg,
+                          const T* __restrict go, const T* __restrict c, const T* __restrict c_prev,
+                          const T* __restrict dh_rec, const T* __restrict dout, T* __restrict dc,
+                          T* __restrict dz, int64_t U, int64_t n, Tanh tanh_fn) {
+  T* __restrict dzi = dz;
+  T* __restrict dzf = dz + U;
+  T* __restrict dzg = dz + 2 * U;
+  T* __restrict dzo = dz + 3 * U;
+  for (int64_t k = 0; k < n; ++k) {
+    const T i = gi[k], f = gf[k], g = gg[k], o = go[k];
+    const T tc = tanh_fn(c[k]);
+    const T dh = WithOut ? dh_rec[k] + dout[k] : dh_rec[k];
+    const T dct = dc[k] + dh * o * (T(1) - tc * tc);
+    dzi[k] = dct * g * (i * (T(1) - i));
+    dzf[k] = dct * c_prev[k] * (f * (T(1) - f));
+    dzg[k] = dct * i * (T(1) - g * g);
+    dzo[k] = dh * tc * (o * (T(1) - o));
+    dc[k] = dct * f;
+  }
+}
+
+RS_CLONES void lstm_step_bwd_f32(const float* gi, const float* gf, const float* gg, const float* go,
+                                 const float* c, const float* c_prev, const float* dh_rec, const float* dout,
+                                 float* dc, float* dz, int64_t U, int64_t n) {
+  auto th = [](float v) { return tanh_f(v); };
+  if (dout != nullptr) lstm_bwd_body<true>(gi, gf, gg, go, c, c_prev, dh_rec, dout, dc, dz, U, n, th);
+  else lstm_bwd_body<false>(gi, gf, gg, go, c, c_prev, dh_rec, dout, dc, dz, U, n, th);
+}
+
+void lstm_step_bwd_f64(const double* gi, const double* gf, const double* gg, const double* go, const double* c,
+                       const double* c_prev, const double* dh_rec, const double* dout, double* dc, double* dz,
+                       int64_t U, int64_t n) {
+  auto th = [](double v) { return std::tanh(v); };
+  if (dout != nullptr) lstm_bwd_body<true>(gi, gf, gg, go, c, c_prev, dh_rec, dout, dc, dz, U, n, th);
+  else lstm_bwd_body<false>(gi, gf, gg, go, c, c_prev, dh_rec, dout, dc, dz, U, n, th);
+}
+
+}  // namespace rnnstate_ext

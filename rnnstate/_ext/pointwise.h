@@ -26,3 +26,17 @@ void gru_step_f32(const float* xw, const float* gh, const float* bhh, int64_t U,
 void gru_step_f64(const double* xw, const double* gh, const double* bhh, int64_t U, const double* h_prev,
                   double* h, double* gz, double* gr, double* gn, int64_t n);
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+// The per-step pointwise pass of the LSTM backward (backward.cpp), over n consecutive units of one batch
+// row at step t. Reads the forward's gates i, f, g, o and c_t, c_{t-1} at [k]; dh = dh_rec[k] (+ dout[k]
+// when dout is not null) is dL/dh_t; dc[k] holds dL/dc_t from step t+1 and is overwritten with
+// dL/dc_{t-1}. Writes dL/dz_t (the gate pre-activations) into dz: i at dz[k], f at dz[U+k], g at
+// dz[2U+k], o at dz[3U+k].
+void lstm_step_bwd_f32(const float* gi, const float* gf, const float* gg, const float* go, const float* c,
+                       const float* c_prev, const float* dh_rec, const float* dout, float* dc, float* dz,
+                       int64_t U, int64_t n);
+void lstm_step_bwd_f64(const double* gi, const double* gf, const double* gg, const double* go, const double* c,
+                       const double* c_prev, const double* dh_rec, const double* dout, double* dc, double* dz,
+                       int64_t U, int64_t n);
+}  // namespace rnnstate_ext

@@ -182,13 +182,18 @@ class RNN(Layer):
             # c / gate sequences, and short sequences (streaming): the compiled loop in inference;
             # else fused h + recompute, or torch's single-step cell ops
             # (not under autograd: there the sequence kernel's backward is faster than the cell ops')
-            short = xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not (
-                torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad))
+            # (training an LSTM on short sequences: the compiled forward + backward, when it applies)
+            recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
+            short = xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not recording
             why_not_compiled = fused.compiled_reason(cell, xs, state) if (want_c or want_g or short) else ""
             if why_not_compiled is None:
                 outputs, final, seqs, gates = fused.run_compiled(cell, xs, state, want_states=want_c,
                                                                  want_gates=want_g)
                 self.last_path = fused.compiled_path(cell)
+            elif recording and not (want_c or want_g) and fused.compiled_train_reason(cell, xs, state) is None:
+                outputs, final = fused.run_compiled_train(cell, xs, state)
+                seqs = gates = None
+                self.last_path = fused.COMPILED_TRAIN_PATH
             else:
                 if short and not (want_c or want_g):
                     outputs, final = fused.run_cell_op(cell, xs, state)

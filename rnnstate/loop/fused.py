@@ -10,6 +10,11 @@ state then follows from ``c_t = f_t * c_{t-1} + i_t * g_t``, one fused multiply-
 In inference on CPU the LSTM's and the GRU's (reset_after=True) sequences come instead from the
 compiled kernels (``rnnstate._ext``, ``run_compiled``): one time loop that writes h_t (c_t) and the
 gates of every step as it goes; ``compiled_reason`` says why it can't run (``None`` when it can).
+
+Training a CPU LSTM on short sequences (``compiled_train_reason``, ``run_compiled_train``): the same
+compiled loop keeps c_t and the gates, and a compiled backward (``_ext.lstm_train``) reads them. It
+does the work of torch's oneDNN backward with less set-up per call, which is most of the cost at
+short T; over long sequences oneDNN's set-up is amortised and it is faster, so the choice is by size.
 """
 from __future__ import annotations
 
@@ -183,10 +188,61 @@ def compiled_path(cell) -> str:
     return _COMPILED_PATHS[type(cell).__name__]
 
 
+def _dtype_device_mismatch(cell, x, state, b2) -> bool:
+    w_ih, w_hh, b, dt, dev = cell.weight_ih, cell.weight_hh, cell.bias_ih, x.dtype, x.device
+    h0 = state[0]
+    c0 = state[1] if len(state) > 1 else h0
+    return (w_ih.dtype != dt or w_hh.dtype != dt or h0.dtype != dt or c0.dtype != dt
+            or (b is not None and b.dtype != dt) or (b2 is not None and b2.dtype != dt)
+            or w_ih.device != dev or w_hh.device != dev or h0.device != dev or c0.device != dev)
+
+
+def _kernel_inputs_reason(x) -> str | None:
+    reason = _ext.unavailable_reason()
+    if reason is not None:
+        return reason
+    if x.device.type != "cpu":
+        return f"inputs on {x.device.type}; the compiled kernel is CPU-only"
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"dtype {x.dtype}; the compiled kernel takes float32 or float64"
+    return None
+
+
+COMPILED_TRAIN_PATH = _ext.PATH_NAME + " (training, short sequence: compiled forward and backward)"
+# Measured on CPU (benchmarks/README.md): the compiled training loop is 0.85-1.0x torch's oneDNN
+# forward+backward up to about 32 steps at batch >= 8; beyond, or at batch < 8, oneDNN is faster.
+COMPILED_TRAIN_MAX_STEPS = 32
+COMPILED_TRAIN_MIN_BATCH = 8
+
+
+def compiled_train_reason(cell, x, state) -> str | None:
+    """Why an LSTM call under autograd does not use the compiled forward+backward (None when it
+    does). Call only for a configuration ``unsupported_reason`` accepts."""
+    if type(cell).__name__ != "LSTMCell":
+        return "LSTM only"
+    reason = _kernel_inputs_reason(x)
+    if reason is not None:
+        return reason
+    B, T = x.shape[0], x.shape[1]
+    if not 1 <= T <= COMPILED_TRAIN_MAX_STEPS:
+        return f"{T} timesteps; oneDNN is faster beyond {COMPILED_TRAIN_MAX_STEPS}"
+    if B < COMPILED_TRAIN_MIN_BATCH:
+        return f"batch {B}; oneDNN is faster below {COMPILED_TRAIN_MIN_BATCH}"
+    if _dtype_device_mismatch(cell, x, state, None):
+        return "inputs, states and weights differ in dtype or device"
+    return None
+
+
+def run_compiled_train(cell, x, state):
+    """LSTM over x (B, T, F) from state, differentiable: (outputs (B, T, U), final state)."""
+    out, h, c = _ext.lstm_train(x, state[0], state[1], cell.weight_ih, cell.weight_hh, cell.bias_ih)
+    return out, cell.state_type(h, c)
+
+
 def compiled_reason(cell, x, state) -> str | None:
     """Why the compiled kernel (LSTM, or GRU with reset_after=True) can't give this call's
     state/gate sequences (None when it can). Call only for a configuration ``unsupported_reason``
-    accepts. The kernel is inference-only."""
+    accepts. This entry is inference-only (training: ``compiled_train_reason``)."""
     name = type(cell).__name__
     if name == "LSTMCell":
         b2 = None
@@ -196,20 +252,14 @@ def compiled_reason(cell, x, state) -> str | None:
         b2 = cell.bias_hh
     else:
         return f"{name} has none (LSTM and GRU only)"
-    reason = _ext.unavailable_reason()
+    reason = _kernel_inputs_reason(x)
     if reason is not None:
         return reason
-    if x.device.type != "cpu":
-        return f"inputs on {x.device.type}; the compiled kernel is CPU-only"
-    if x.dtype not in (torch.float32, torch.float64):
-        return f"dtype {x.dtype}; the compiled kernel takes float32 or float64"
-    w_ih, w_hh, b, dt, dev = cell.weight_ih, cell.weight_hh, cell.bias_ih, x.dtype, x.device
+    if _dtype_device_mismatch(cell, x, state, b2):
+        return "inputs, states and weights differ in dtype or device"
+    w_ih, w_hh, b = cell.weight_ih, cell.weight_hh, cell.bias_ih
     h0 = state[0]
     c0 = state[1] if name == "LSTMCell" else h0
-    if (w_ih.dtype != dt or w_hh.dtype != dt or h0.dtype != dt or c0.dtype != dt or (b is not None and b.dtype != dt)
-            or (b2 is not None and b2.dtype != dt)
-            or w_ih.device != dev or h0.device != dev or c0.device != dev):
-        return "inputs, states and weights differ in dtype or device"
     if torch.is_grad_enabled() and (x.requires_grad or w_ih.requires_grad or w_hh.requires_grad or h0.requires_grad
                                     or c0.requires_grad or (b is not None and b.requires_grad)
                                     or (b2 is not None and b2.requires_grad)):

@@ -1,0 +1,136 @@
+// rnnstate._ext._C.lstm_backward: backpropagation through time for the LSTM loop of _C.cpp, from what its
+// forward wrote (h_t, c_t and the gates i, f, g, o of every step, time-major (T, B, U) storage).
+//
+// Per step t = T-1 .. 0: ONE pointwise pass (pointwise.cpp, lstm_step_bwd) turns dL/dh_t and dL/dc_t
+// into dz_t = dL/d(gate pre-activations) (B, 4U) and dL/dc_{t-1}; ONE BLAS call gives
+// dL/dh_{t-1} = dz_t @ W_hh. Everything else is a handful of large GEMMs over all steps at once:
+//     dW_ih = dz^T @ x,   dW_hh = dz^T @ [h_0, h_1 .. h_{T-2}],   db = sum(dz),   dx = dz @ W_ih
+// (dz stacked (T*B, 4U)). torch's oneDNN backward does the same work with more set-up per call; at the
+// small sizes of most training (T of tens, B of tens) that set-up is most of its time.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "blas.h"
+#include "kernels.h"
+#include "pointwise.h"
+
+namespace {
+
+inline void step_bwd(const float* gi, const float* gf, const float* gg, const float* go, const float* c,
+                     const float* cp, const float* dh, const float* dout, float* dc, float* dz, int64_t U, int64_t n) {
+  rnnstate_ext::lstm_step_bwd_f32(gi, gf, gg, go, c, cp, dh, dout, dc, dz, U, n);
+}
+inline void step_bwd(const double* gi, const double* gf, const double* gg, const double* go, const double* c,
+                     const double* cp, const double* dh, const double* dout, double* dc, double* dz, int64_t U,
+                     int64_t n) {
+  rnnstate_ext::lstm_step_bwd_f64(gi, gf, gg, go, c, cp, dh, dout, dc, dz, U, n);
+}
+
+// dh (B, U) = dz (B, G) @ W (G, U); all row-major and contiguous.
+template <typename T>
+void recurrent_grad(const at::Tensor& w, int64_t B, int64_t G, int64_t U, const T* dz, T* dh) {
+#ifdef RNNSTATE_DIRECT_BLAS
+  // column-major: dh^T (U, B) = W^T (U, G; W stored row-major is (U, G) col-major: "N") @ dz^T (G, B)
+  const T one = 1, zero = 0;
+  const int u = static_cast<int>(U), b = static_cast<int>(B), g = static_cast<int>(G);
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm_("N", "N", &u, &b, &g, &one, w.data_ptr<T>(), &u, dz, &g, &zero, dh, &u);
+  } else {
+    dgemm_("N", "N", &u, &b, &g, &one, w.data_ptr<T>(), &u, dz, &g, &zero, dh, &u);
+  }
+#else
+  auto opt = w.options();
+  at::Tensor dht = at::from_blob(dh, {B, U}, opt);
+  at::mm_out(dht, at::from_blob(const_cast<T*>(dz), {B, G}, opt), w);
+#endif
+}
+
+constexpr int64_t kGrain = 4096;   // as in _C.cpp: below this many elements a step runs on one thread
+
+template <typename T>
+void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, int64_t U, const T* cseq,
+                   const T* const* gates, const T* dout, T* dh, T* dc, T* dz_all, bool need_dh0) {
+  const int64_t G = 4 * U, BU = B * U;
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T* cp = t == 0 ? c0 : cseq + (t - 1) * BU;
+    const int64_t o = t * BU;
+    T* dz = dz_all + t * B * G;
+    auto body = [&](int64_t begin, int64_t end) {
+      for (int64_t idx = begin; idx < end;) {                 // row segments of the flat (B, U) range
+        const int64_t b = idx / U, u0 = idx % U, n = std::min(U - u0, end - idx);
+        step_bwd(gates[0] + o + idx, gates[1] + o + idx, gates[2] + o + idx, gates[3] + o + idx, cseq + o + idx,
+                 cp + idx, dh + idx, dout ? dout + o + idx : nullptr, dc + idx, dz + b * G + u0, U, n);
+        idx += n;
+      }
+    };
+    if (BU <= kGrain) {
+      body(0, BU);
+    } else {
+      at::parallel_for(0, BU, kGrain / 2, body);
+    }
+    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dz, dh);   // dL/dh_{t-1}
+  }
+}
+
+at::Tensor time_major(const at::Tensor& seq) {       // (B, T, U) view of (T, B, U) storage, or a copy
+  at::Tensor tm = seq.transpose(0, 1);
+  return tm.is_contiguous() ? tm : tm.contiguous();
+}
+
+}  // namespace
+
+namespace rnnstate_ext {
+
+// x (B, T, F); h0, c0 (B, U); w_ih (4U, F); w_hh (4U, U); out, cseq, gates[4]: the forward's (B, T, U)
+// sequences; dout (B, T, U), dhT, dcT (B, U): the incoming gradients, None for zero.
+// Returns [dx (B, T, F) or None, dh0 or None, dc0 or None, dw_ih, dw_hh, db (4U,) or None].
+std::vector<c10::optional<at::Tensor>> lstm_backward(
+    const at::Tensor& x, const at::Tensor& h0_, const at::Tensor& c0_, const at::Tensor& w_ih_,
+    const at::Tensor& w_hh_, bool has_bias, const at::Tensor& out_, const at::Tensor& cseq_,
+    const std::vector<at::Tensor>& gates_, const c10::optional<at::Tensor>& dout_,
+    const c10::optional<at::Tensor>& dhT, const c10::optional<at::Tensor>& dcT, bool need_dx, bool need_dh0) {
+  TORCH_CHECK(x.dim() == 3 && x.device().is_cpu(), "x must be a (B, T, F) CPU tensor");
+  TORCH_CHECK(gates_.size() == 4, "four gate sequences");
+  const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1), G = 4 * U;
+  TORCH_CHECK(Tn > 0, "empty sequence");
+  TORCH_CHECK(w_hh_.size(0) == G && w_ih_.sizes() == at::IntArrayRef({G, F}), "weight shapes");
+  TORCH_CHECK(B * G < (int64_t(1) << 31), "too large for 32-bit BLAS");
+  const std::vector<int64_t> seq_shape = {B, Tn, U};
+  for (const at::Tensor* t : {&out_, &cseq_, &gates_[0], &gates_[1], &gates_[2], &gates_[3]})
+    TORCH_CHECK(t->sizes() == at::IntArrayRef(seq_shape) && t->scalar_type() == x.scalar_type(), "sequence shapes");
+  const auto opt = x.options();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
+  const at::Tensor h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const at::Tensor out = time_major(out_), cseq = time_major(cseq_);
+  std::vector<at::Tensor> gates;
+  for (const auto& g : gates_) gates.push_back(time_major(g));
+  const bool has_dout = dout_.has_value() && dout_->defined();
+  const at::Tensor dout = has_dout ? time_major(*dout_) : at::Tensor();
+  at::Tensor dh = (dhT.has_value() && dhT->defined()) ? dhT->contiguous().clone() : at::zeros({B, U}, opt);
+  at::Tensor dc = (dcT.has_value() && dcT->defined()) ? dcT->contiguous().clone() : at::zeros({B, U}, opt);
+  at::Tensor dz = at::empty({Tn * B, G}, opt);                      // time-major (T, B, 4U)
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_backward", [&] {
+    const scalar_t* gp[4];
+    for (int k = 0; k < 4; ++k) gp[k] = gates[k].data_ptr<scalar_t>();
+    lstm_bwd_loop<scalar_t>(w_hh, c0.data_ptr<scalar_t>(), Tn, B, U, cseq.data_ptr<scalar_t>(), gp,
+                            has_dout ? dout.data_ptr<scalar_t>() : nullptr, dh.data_ptr<scalar_t>(),
+                            dc.data_ptr<scalar_t>(), dz.data_ptr<scalar_t>(), need_dh0);
+  });
+  const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});     // time-major, like dz
+  at::Tensor dw_ih = at::mm(dz.t(), x2);
+  at::Tensor dw_hh = at::mm(dz.narrow(0, 0, B).t(), h0);            // step 0 reads h_0
+  if (Tn > 1)                                                       // steps 1.. read h_0 .. h_{T-2}
+    dw_hh.addmm_(dz.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  c10::optional<at::Tensor> db, dx, dh0, dc0;
+  if (has_bias) db = dz.sum(0);
+  if (need_dx) dx = at::mm(dz, w_ih).view({Tn, B, F}).transpose(0, 1);
+  if (need_dh0) { dh0 = dh; dc0 = dc; }
+  return {dx, dh0, dc0, dw_ih, dw_hh, db};
+}
+
+}  // namespace rnnstate_ext
