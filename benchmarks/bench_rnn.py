@@ -598,12 +598,38 @@ class Bench:
                                  "state_carried": carry,
                                  **rs.last_path_of(layer)})
 
+        def rs_streamer():
+            rs = self.rs
+            why = rs._why_missing("lstm")
+            if why:
+                return bi.Impl.missing("rs_stream", why, peer=False)
+            try:
+                from rnnstate.states import Streamer
+            except ImportError as exc:
+                return bi.Impl.missing("rs_stream", f"no Streamer: {bi.err_text(exc)}", peer=False)
+            layer = rs.make_layer("lstm", U)
+            rs._prepare(layer, weights, x1, dev)
+            stream = Streamer(layer)
+            xs = x1[:, 0]
+            st = {"state": None}
+
+            def fn():
+                y, st["state"] = stream.step(xs, st["state"])
+                return y
+            fn()
+            return bi.Impl("rs_stream", fn=fn, peer=False,
+                           post=lambda: {"last_path": stream.last_path},
+                           info={"path": "Streamer(LSTM(U)).step(x[1,F], state)", "last_path": stream.last_path})
+
         impls.append(safe("torch_lstm", torch_lstm))
         impls.append(safe("torch_cell", torch_cell))
         impls.append(safe("rs_call", rs_stream, peer=False))
+        impls.append(safe("rs_stream", rs_streamer, peer=False))
         timings = self.time_impls(impls)
         ratios = {}
         for rname, num, den in [("rs/torch_lstm", "rs_call", "torch_lstm"),
+                                ("stream/torch_lstm", "rs_stream", "torch_lstm"),
+                                ("stream/torch_cell", "rs_stream", "torch_cell"),
                                 ("rs/torch_cell", "rs_call", "torch_cell"),
                                 ("cell/torch_lstm", "torch_cell", "torch_lstm")]:
             a, b = timings.get(num, {}), timings.get(den, {})

@@ -262,3 +262,77 @@ def test_store_threads_never_mix_streams(rng):
     assert not errors and len(got) == n_threads * per_thread * steps
     for (k, s), y in got.items():
         np.testing.assert_allclose(y, truth[k][s], atol=ATOL)
+
+
+# ---- the one-step fast path (a single LSTM layer, compiled step kernel) ------------------------------------
+FAST = "compiled-LSTM step (streaming fast path)"
+needs_ext = pytest.mark.skipif(rnnstate._ext.unavailable_reason() is not None, reason="compiled kernel unavailable")
+
+
+@needs_ext
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("return_state,return_sequences,use_bias",
+                         [(True, True, True), (False, True, True), (True, False, True), (False, False, False)])
+def test_fast_step_equals_full_run_and_general_path(batch, return_state, return_sequences, use_bias, rng):
+    layer = L.LSTM(U, return_state=return_state, return_sequences=return_sequences, use_bias=use_bias)
+    x = torch.as_tensor(rng.standard_normal((batch, T, F)), dtype=torch.float32)
+    full = layer(x)
+    fast, slow = Streamer(layer), Streamer(layer)
+    slow._fast = False                                   # the general path (the model machinery)
+    sf = ss = None
+    outs = []
+    for t in range(T):
+        yf, sf = fast.step(x[:, t], sf)
+        ys, ss = slow.step(x[:, t], ss)
+        assert fast.last_path == FAST and slow.last_path != FAST
+        assert type(yf) is type(ys) and type(sf) is type(ss) is LSTMState
+        for a, b in zip(flatten_(yf), flatten_(ys)):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+        outs.append(yf[0] if return_state else yf)
+    want = full[0] if return_state else full
+    got = torch.stack(outs, 1) if return_sequences else outs[-1]
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    h_full = full.h if return_state else None
+    if h_full is not None:
+        torch.testing.assert_close(sf.h, h_full, atol=1e-6, rtol=1e-6)
+
+
+def flatten_(v):
+    return list(v) if isinstance(v, tuple) else [v]
+
+
+@needs_ext
+def test_fast_step_sees_new_weights_and_dtype(rng):
+    layer = L.LSTM(U)
+    x = torch.as_tensor(rng.standard_normal((2, 1, F)), dtype=torch.float32)
+    layer(x)
+    stream = Streamer(layer)
+    stream.step(x[:, 0])
+    layer.set_weights([w * 0.5 for w in layer.get_weights()])
+    y, _ = stream.step(x[:, 0])
+    assert stream.last_path == FAST
+    torch.testing.assert_close(y, layer(x), atol=1e-6, rtol=1e-6)
+    layer.to(torch.float64)
+    x64 = x.double()
+    y, _ = stream.step(x64[:, 0])
+    assert stream.last_path == FAST and y.dtype == torch.float64
+    torch.testing.assert_close(y, layer(x64), atol=1e-12, rtol=1e-12)
+
+
+@needs_ext
+def test_fast_step_falls_back_where_it_cannot_run(rng):
+    layer = L.LSTM(U, return_sequences=True)
+    x = rng.standard_normal((2, T, F)).astype("float32")
+    layer(x)
+    stream = Streamer(layer)
+    stream.step(x[:, 0])                                   # numpy in: the general path converts it
+    assert stream.last_path != FAST
+    y, s = stream.step(torch.as_tensor(x[:, 0]), [torch.zeros(2, U), torch.zeros(2, U)])   # a list state
+    assert stream.last_path != FAST and isinstance(s, LSTMState)
+    stream.step(torch.as_tensor(x[:, :2]))                 # a chunk of 2 steps
+    assert stream.last_path != FAST
+    with pytest.raises(ValueError, match=r"state `h` must have shape \(2, 6\)"):
+        stream.step(torch.as_tensor(x[:, 0]), (torch.zeros(3, U), torch.zeros(3, U)))
+    g = Streamer(layer, grad=True)
+    g.step(torch.as_tensor(x[:, 0]))
+    assert g.last_path != FAST

@@ -182,6 +182,45 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   return res;
 }
 
+// One LSTM step for streaming, at the least per-call cost: x (B, F), h, c (B, U) -> (h', c'). z starts
+// as the bias, then z += x @ W_ih^T and z += h @ W_hh^T (matrix-vector products at B = 1), then the
+// loop's own pointwise pass. Same numbers as lstm_sequence over one step.
+std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& c_,
+                                  const at::Tensor& w_ih_, const at::Tensor& w_hh_,
+                                  const c10::optional<at::Tensor>& b_ih) {
+  at::NoGradGuard no_grad;     // no autograd here: the caller need not enter torch.no_grad()
+  TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) CPU tensor");
+  TORCH_CHECK(x_.scalar_type() == at::kFloat || x_.scalar_type() == at::kDouble, "float32 or float64 only");
+  const int64_t B = x_.size(0), F = x_.size(1), U = w_hh_.size(1), G = 4 * U;
+  TORCH_CHECK(w_hh_.size(0) == G && w_ih_.sizes() == at::IntArrayRef({G, F}), "weight shapes");
+  TORCH_CHECK(h_.sizes() == at::IntArrayRef({B, U}) && c_.sizes() == at::IntArrayRef({B, U}), "state shapes");
+  for (const at::Tensor* t : {&h_, &c_, &w_ih_, &w_hh_})
+    TORCH_CHECK(t->scalar_type() == x_.scalar_type() && t->device().is_cpu(), "dtype/device mismatch");
+  const bool bias = b_ih.has_value() && b_ih->defined();
+  if (bias) TORCH_CHECK(b_ih->scalar_type() == x_.scalar_type() && b_ih->numel() == G, "bias");
+  TORCH_CHECK(B * G < (int64_t(1) << 31), "too large for 32-bit BLAS");
+  const at::Tensor x = x_.contiguous(), h = h_.contiguous(), c = c_.contiguous();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
+  const auto opt = x.options();
+  at::Tensor z = at::empty({B, G}, opt), h1 = at::empty({B, U}, opt), c1 = at::empty({B, U}, opt);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_step", [&] {
+    scalar_t* zp = z.data_ptr<scalar_t>();
+    if (bias) {
+      const at::Tensor b = b_ih->contiguous();
+      for (int64_t r = 0; r < B; ++r) std::memcpy(zp + r * G, b.data_ptr<scalar_t>(), sizeof(scalar_t) * G);
+    }
+    RecurrentGemm<scalar_t> gx(w_ih, B), gh(w_hh, B);
+    gx.add(x.data_ptr<scalar_t>(), F, zp, /*acc=*/bias);
+    gh.add(h.data_ptr<scalar_t>(), U, zp);
+    const scalar_t* cp = c.data_ptr<scalar_t>();
+    scalar_t* hp = h1.data_ptr<scalar_t>();
+    scalar_t* cc = c1.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < B; ++r)
+      step(zp + r * G, U, cp + r * U, hp + r * U, cc + r * U, nullptr, nullptr, nullptr, nullptr, U);
+  });
+  return {h1, c1};
+}
+
 // The GRU (reset_after=True) time loop, same layout as lstm_loop: G = 3U, torch's gate order r, z, n.
 // Per step one BLAS call writes gh = h_{t-1} @ W_hh^T into a (B, 3U) buffer (b_hh is added in the
 // pointwise pass: the n gate needs hn + b_hn apart from xn), then ONE pointwise pass writes h_t (and
@@ -281,6 +320,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("lstm_sequence", &lstm_sequence, "LSTM forward over (B, T, F) with c and gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"),
         pybind11::arg("w_hh"), pybind11::arg("b_ih"), pybind11::arg("want_c"), pybind11::arg("want_gates"));
+  m.def("lstm_step", &lstm_step, "one LSTM step (B, F) -> (h', c'), for streaming", pybind11::arg("x"),
+        pybind11::arg("h"), pybind11::arg("c"), pybind11::arg("w_ih"), pybind11::arg("w_hh"), pybind11::arg("b_ih"));
   m.def("lstm_backward", &rnnstate_ext::lstm_backward, "LSTM backward through time from lstm_sequence's outputs",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
         pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("cseq"), pybind11::arg("gates"),

@@ -93,3 +93,9 @@ def lstm_train(x, h0, c0, weight_ih, weight_hh, bias_ih):
     """x (B, T >= 1, F) float32/float64 CPU, h0 and c0 (B, U): the LSTM loop, differentiable (the
     backward is compiled too). Returns (outputs (B, T, U), h_T, c_T)."""
     return _LSTMTrain.apply(x, h0, c0, weight_ih, weight_hh, bias_ih)
+
+
+def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
+    """One LSTM step at the least per-call cost (streaming): x (B, F), h and c (B, U) float32/float64
+    CPU -> (h', c'). No autograd."""
+    return _C.lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)

@@ -122,3 +122,29 @@ def test_keras_optimizer_objects_are_converted():
     assert sgd.learning_rate == pytest.approx(0.05)   # the schedule at step 10
     with pytest.raises(ValueError, match="use_ema"):
         optimizers.get(keras.optimizers.Adam(use_ema=True))
+
+
+def test_fused_update_by_default_unless_the_user_chooses():
+    """Adam/AdamW/SGD use torch's fused kernel (same math as the default foreach update: checked
+    against it over a few steps); an explicit foreach=/fused= is left alone and kept in the config."""
+    def run(opt):
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(7, 3))
+        o = opt.build([p])
+        for _ in range(5):
+            o.zero_grad()
+            (p.sin() * torch.arange(21.0).view(7, 3)).sum().backward()
+            o.step()
+        return p.detach(), o
+
+    for cls in (optimizers.Adam, optimizers.AdamW, optimizers.SGD):
+        kw = {"momentum": 0.9} if cls is optimizers.SGD else {}
+        fused_p, o = run(cls(**kw))
+        assert o.param_groups[0]["fused"] is True, cls
+        plain_p, o2 = run(cls(foreach=True, **kw))
+        assert not o2.param_groups[0]["fused"]
+        assert cls(foreach=True, **kw).get_config()["foreach"] is True
+        assert "fused" not in cls(**kw).get_config()
+        torch.testing.assert_close(fused_p, plain_p, atol=1e-6, rtol=1e-6)
+    _, o = run(optimizers.RMSprop())
+    assert "fused" not in o.param_groups[0] or not o.param_groups[0]["fused"]
