@@ -589,3 +589,45 @@ def _params(layer):
     if isinstance(layer, nn.Module):
         return layer.parameters()
     return iter(())
+
+
+# --------------------------------------------------------------------------
+# The BLAS floor: a configuration's matrix products alone
+# --------------------------------------------------------------------------
+
+
+def setup_gemm_floor(cell: str, B: int, T: int, F: int, U: int, mode: str, device) -> Impl:
+    """The matrix products every implementation of this layer must do, and nothing else: torch.mm
+    into preallocated outputs (no activations, no allocation, no autograd). fwd: x @ W_ih^T for all
+    steps at once, then h_{t-1} @ W_hh^T per step. fwd+bwd adds per step dz_t @ W_hh (t >= 1) and
+    the weight gradients dz^T @ x and dz^T @ h. Its time is a lower bound for any implementation
+    on this BLAS (the recurrence forces T dependent products), so keras_api / gemm_floor is the
+    largest speed-up over Keras any of them can reach."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * U
+    r = lambda *s: torch.randn(*s, device=device)  # noqa: E731
+    x2, w_ih_t, w_hh_t, w_hh = r(B * T, F), r(F, G), r(U, G), r(G, U)
+    xw, h, z = torch.empty(B * T, G, device=device), r(B, U), torch.empty(B, G, device=device)
+    dz_all, hs = r(B * T, G), r(B * T, U)
+    dh, dw_ih, dw_hh = torch.empty(B, U, device=device), torch.empty(G, F, device=device), \
+        torch.empty(G, U, device=device)
+    dz = dz_all[:B]
+
+    def fwd():
+        torch.mm(x2, w_ih_t, out=xw)
+        for _ in range(T):
+            torch.mm(h, w_hh_t, out=z)
+        return z
+
+    def fwd_bwd():
+        fwd()
+        for _ in range(T - 1):
+            torch.mm(dz, w_hh, out=dh)
+        torch.mm(dz_all.t(), x2, out=dw_ih)
+        torch.mm(dz_all.t(), hs, out=dw_hh)
+        return dw_hh
+
+    fn = fwd if mode == "fwd" else fwd_bwd
+    fn()
+    what = ("x@W_ih^T + T x h@W_hh^T" if mode == "fwd"
+            else "forward's + (T-1) x dz@W_hh + dz^T@x + dz^T@h")
+    return Impl("gemm_floor", fn=fn, peer=False, info={"products": what})

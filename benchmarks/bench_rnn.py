@@ -52,7 +52,7 @@ MODES = ["fwd", "fwd+bwd"]
 
 # column order of the printed table; JSON keys use the same names
 IMPL_COLUMNS = ["torch", "cell_loop", "keras_api", "keras_jit",
-                "rs_call", "rs_api", "rs_cseq", "rs_gates"]
+                "rs_call", "rs_api", "rs_cseq", "rs_gates", "gemm_floor"]
 
 IMPL_DOC = {
     "torch": "torch nn.LSTM/GRU/RNN(batch_first=True). fwd: module(x) under "
@@ -76,6 +76,9 @@ IMPL_DOC = {
                "return_state=True, return_cell_sequence=True) layer call",
     "rs_gates": "fwd only: rnnstate layer(return_sequences=True, "
                 "return_gate_sequences=True) layer call",
+    "gemm_floor": "not an implementation: the configuration's matrix products "
+                  "alone (torch.mm, preallocated, no activations), a lower "
+                  "bound for any implementation on this BLAS",
 }
 
 RATIO_DOC = {
@@ -86,6 +89,8 @@ RATIO_DOC = {
     "loop/torch": "cell_loop / torch fwd",
     "cseq/torch": "rs_cseq / torch fwd (cost of getting the c_t sequence)",
     "gates/torch": "rs_gates / torch fwd",
+    "keras/floor": "keras_api / gemm_floor: the largest speed-up over Keras "
+                   "any implementation on this BLAS can reach",
 }
 
 RATIOS = [("rs/torch", "rs_call", "torch"),
@@ -93,7 +98,8 @@ RATIOS = [("rs/torch", "rs_call", "torch"),
           ("rs/kjit", "rs_call", "keras_jit"),
           ("loop/torch", "cell_loop", "torch"),
           ("cseq/torch", "rs_cseq", "torch"),
-          ("gates/torch", "rs_gates", "torch")]
+          ("gates/torch", "rs_gates", "torch"),
+          ("keras/floor", "keras_api", "gemm_floor")]
 
 # torch vs keras max abs diff above this = harness bug (e.g. weight mapping).
 # Loosened on CUDA, where cuDNN may run the RNN matmuls in TF32.
@@ -425,6 +431,9 @@ class Bench:
                 cell, x_t, y_t, U, weights, dev), peer=False))
             impls.append(safe("rs_api", lambda: rs.setup_train_on_batch(
                 cell, x_np, y_np, T, F, U, weights, dev), peer=False))
+
+        impls.append(safe("gemm_floor", lambda: bi.setup_gemm_floor(
+            cell, B, T, F, U, mode, dev), peer=False))
 
         extra = {}
         if (cell, mode, cfg) == ("lstm", "fwd", self.flop_cfg) \

@@ -98,8 +98,8 @@ def _torch_addition(digits, hidden, n_chars):
 
 
 def addition_epoch(n, digits, hidden, rounds, with_keras):
-    """Epochs of the three, interleaved (round r: one epoch each), so that drift on a shared machine
-    hits all alike; medians of the per-epoch times."""
+    """Epochs of the three (and the BLAS floor), interleaved (round r: one epoch each, in an order
+    that rotates), so that drift on a shared machine hits all alike; medians of the per-epoch times."""
     import addition
     import rnnstate
 
@@ -120,12 +120,26 @@ def addition_epoch(n, digits, hidden, rounds, with_keras):
         km.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
         km.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)        # warm-up: XLA compile
         runners["keras_jax"] = lambda: km.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # the BLAS floor of one epoch: both LSTMs' matrix products (forward and backward), nothing else
+    import bench_impls as bi
+    enc = bi.setup_gemm_floor("lstm", 32, 2 * digits + 1, len(addition.CHARS), hidden, "fwd+bwd", "cpu").fn
+    dec = bi.setup_gemm_floor("lstm", 32, digits + 1, hidden, hidden, "fwd+bwd", "cpu").fn
+    steps = -(-len(x) // 32)
+
+    def floor_epoch():
+        for _ in range(steps):
+            enc()
+            dec()
+    runners["gemm_floor"] = floor_epoch
     times = {k: [] for k in runners}
     last = {}
-    for _ in range(rounds):
-        for k, run in runners.items():
+    names = list(runners)
+    for r in range(rounds):
+        # the order rotates every round: whatever runs right after XLA's thread pool has been busy
+        # (measured here: the next few hundred ms of torch run up to 1.5x slower) is a different one
+        for k in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            last[k] = run()
+            last[k] = runners[k]()
             times[k].append(time.perf_counter() - t0)
     out = {f"{k}_s_per_epoch": float(np.median(v)) for k, v in times.items()}
     out["epoch_times_s"] = times
@@ -149,7 +163,7 @@ def main(argv=None):
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": bu.load_average()}
     step_shape = (4, 5, 3, 8, 3) if a.smoke else (32, 50, 32, 128, 10)
     step = train_step_pair(*step_shape, policy)
-    n, digits, hidden, rounds = (64, 2, 8, 1) if a.smoke else (10000, 3, 128, 3)
+    n, digits, hidden, rounds = (64, 2, 8, 1) if a.smoke else (10000, 3, 128, 4)
     add = addition_epoch(n, digits, hidden, rounds, with_keras=not a.smoke)
     result = {"header": header, "train_step": {"shape_BTFUC": step_shape, **step},
               "addition": {"n": n, "digits": digits, "hidden": hidden, "rounds": rounds, **add}}
@@ -159,7 +173,8 @@ def main(argv=None):
           f"{step['torch_loop_default_adam']:.2f} ms), rnnstate {step['rnnstate']:.2f} ms -> "
           f"{step['rnnstate'] / step['torch_loop']:.2f}x")
     line = (f"text addition ({n} questions, median of {rounds} interleaved epochs): rnnstate "
-            f"{add['rnnstate_s_per_epoch']:.2f} s/epoch, hand-written torch {add['torch_loop_s_per_epoch']:.2f} s")
+            f"{add['rnnstate_s_per_epoch']:.2f} s/epoch, hand-written torch {add['torch_loop_s_per_epoch']:.2f} s, "
+            f"the LSTMs' matrix products alone (BLAS floor) {add['gemm_floor_s_per_epoch']:.2f} s")
     if "keras_jax_s_per_epoch" in add:
         line += (f", Keras 3 (JAX) {add['keras_jax_s_per_epoch']:.2f} s/epoch -> "
                  f"{add['rnnstate_s_per_epoch'] / add['keras_jax_s_per_epoch']:.2f}x")
