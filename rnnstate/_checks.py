@@ -66,6 +66,11 @@ def feature_count(layer, expected: int, shape):
                            f"(batch, timesteps, {expected}); received an input of shape {fmt_shape(shape)}.")
 
 
+def mask_shape(layer, expected, received):
+    raise error(layer, f"argument `mask` must be a (batch, timesteps) boolean array matching the input, i.e. shape "
+                       f"{fmt_shape(expected)}; received shape {fmt_shape(received)}.")
+
+
 def initial_state(layer, states, expected_shapes, names):
     """`states` is a list of shapes actually given; `expected_shapes` the per-state (batch, units)."""
     want = len(expected_shapes)

@@ -86,6 +86,7 @@ def _encoder_decoder():
 # ---- configs -----------------------------------------------------------------------------------------
 LAYER_CASES = [
     lambda: L.Dense(3, activation="relu"), lambda: L.Embedding(10, 4, mask_zero=True), lambda: L.RepeatVector(3),
+    lambda: L.Masking(mask_value=-1.0),
     lambda: L.Activation("tanh"), lambda: L.Dropout(0.2, noise_shape=(None, 1, 3), seed=3), lambda: L.Flatten(),
     lambda: L.Reshape((2, -1)), lambda: L.Concatenate(axis=1), lambda: L.Add(),
     lambda: L.LSTM(3, return_sequences=True, return_cell_sequence=True, return_gate_sequences=True, path="loop",

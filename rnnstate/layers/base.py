@@ -183,6 +183,15 @@ class Layer(nn.Module):
             m.__dict__.pop("_device_cache", None)
         return super()._apply(fn, *args, **kwargs)
 
+    # ---- masking (Keras 3 semantics; run by Model._run_graph) ---------------------------------------
+    _mask_source = False      # True where the layer makes a mask (Embedding(mask_zero=True), Masking)
+    _consumes_mask = False    # True where forward() takes `mask=` (recurrent layers and their wrappers)
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this layer's output(s), given its input(s) and their mask: as in Keras, the input
+        mask passes through unchanged unless a layer says otherwise."""
+        return mask
+
     def _symbolic_call(self, args, kwargs):
         spec = self.compute_output_spec(*args, **kwargs)
         node = Node(self, args, kwargs, spec)

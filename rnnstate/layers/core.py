@@ -149,6 +149,11 @@ class Embedding(Layer):
         self.output_dim = _checks.positive_int(self, "output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.mask_zero = bool(mask_zero)
+        self._mask_source = self.mask_zero
+
+    def compute_mask(self, inputs, mask=None):
+        """With ``mask_zero=True``: ``inputs != 0`` (B, T), the steps later layers skip (Keras)."""
+        return (inputs != 0) if self.mask_zero else None
 
     def build(self, input_shape):
         self.embeddings = nn.Parameter(torch.as_tensor(
@@ -170,6 +175,29 @@ class Embedding(Layer):
             raise _checks.error(self, f"ids must be in [0, {self.input_dim}) (input_dim={self.input_dim}); "
                                       f"received ids from {int(x.min())} to {int(x.max())}.")
         return F.embedding(x, self.embeddings)
+
+
+class Masking(Layer):
+    """Marks the timesteps whose features all equal ``mask_value`` as padding: its output is the input
+    with those steps zeroed, and its mask ``any(x != mask_value, axis=-1)`` (B, T) makes the recurrent
+    layers after it skip them (Keras semantics: a skipped step keeps the state and repeats the previous
+    output)."""
+
+    _config_args = ("mask_value",)
+    _mask_source = True
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float)):
+            raise _checks.error(self, f"`mask_value` must be a number; received {mask_value!r}.")
+        self.mask_value = float(mask_value)
+
+    def compute_mask(self, inputs, mask=None):
+        return (inputs != self.mask_value).any(dim=-1)
+
+    def forward(self, x, training=None):
+        keep = (x != self.mask_value).any(dim=-1, keepdim=True)
+        return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class RepeatVector(Layer):

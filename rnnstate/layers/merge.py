@@ -31,11 +31,29 @@ class Concatenate(Layer):
     def forward(self, inputs, training=None):
         return torch.cat(list(inputs), self.axis)
 
+    def compute_mask(self, inputs, mask=None):
+        """Keras: unmasked inputs count as all-valid; the masks, broadcast to the inputs' shapes, are
+        concatenated and reduced with ``any`` over the last axis."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        parts = [torch.ones_like(x, dtype=torch.bool) if m is None else
+                 (m.unsqueeze(-1).expand_as(x) if m.dim() < x.dim() else m) for x, m in zip(inputs, mask)]
+        return torch.cat(parts, self.axis).any(dim=-1)
+
 
 class Add(Layer):
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape)
         return tuple(input_shape[0])
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras: None if any input is unmasked, else the OR of the masks."""
+        if mask is None or any(m is None for m in mask):
+            return None
+        out = mask[0]
+        for m in mask[1:]:
+            out = out | m
+        return out
 
     def forward(self, inputs, training=None):
         out = inputs[0]

@@ -114,6 +114,24 @@ class RNN(Layer):
     def _sublayers(self):
         return [self.cell]
 
+    # ---- masking -------------------------------------------------------------------------------------
+    _consumes_mask = True
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras: the output sequence keeps the input's mask (None for a last-step output); states have
+        none. The c and gate sequences (time-major like the output) keep it too."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        seq = mask if self.return_sequences else None
+        masks = [seq]
+        if self.return_state:
+            masks += [None] * len(self.state_size)
+        if self.return_cell_sequence:
+            masks.append(mask)
+        if self.return_gate_sequences:
+            masks += [mask] * len(self.cell.gate_names)
+        return masks[0] if len(masks) == 1 else masks
+
     def build(self, input_shape):
         _checks.rnn_input_rank(self, input_shape)
         if isinstance(self.cell, Layer):
@@ -171,6 +189,10 @@ class RNN(Layer):
                 rec_mask = cell.dropout_mask((B, cell.units), cell.recurrent_dropout, x.device, x.dtype)
         if mask is not None:
             mask = to_tensor(mask, torch.bool, x.device)
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                _checks.mask_shape(self, tuple(x.shape[:2]), tuple(mask.shape))
+            if bool(mask.all()):        # nothing masked: the same as no mask, and the fused kernels can run
+                mask = None
         want_c = self.return_cell_sequence
         want_g = self.return_gate_sequences
 
@@ -210,7 +232,8 @@ class RNN(Layer):
             if self.path == "fused":
                 raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")
             res = reference.time_loop(cell, x, state, go_backwards=self.go_backwards, rec_mask=rec_mask,
-                                      collect_states=want_c, collect_gates=want_g, mask=mask, training=training)
+                                      collect_states=want_c, collect_gates=want_g, mask=mask, training=training,
+                                      zero_output_for_mask=self.zero_output_for_mask)
             outputs, final, seqs, gates = res
             self.last_path = f"reference loop ({reason})"
         if self.stateful or _context.ACTIVE:

@@ -124,6 +124,19 @@ class Bidirectional(Layer):
             out += fw[1:] + bw[1:]
         return out[0] if len(out) == 1 else self._result_cls()(*out)
 
+    _consumes_mask = True
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras: the merged output sequence keeps the input's mask (both outputs for
+        ``merge_mode=None``); last-step outputs and states have none."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        seq = mask if self.return_sequences else None
+        masks = [seq, seq] if self.merge_mode is None else [seq]
+        if self.return_state:
+            masks += [None] * (2 * len(self.forward_layer.state_size))
+        return masks[0] if len(masks) == 1 else masks
+
     def _result_cls(self):
         """The named result; unpacking it into the wrong count lists the fields (rnnstate.states._unpack)."""
         t = self.__dict__.get("_result_type")

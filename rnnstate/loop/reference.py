@@ -17,7 +17,7 @@ class LoopResult(NamedTuple):
 
 
 def time_loop(cell, x, state, *, go_backwards=False, rec_mask=None, collect_states=False,
-              collect_gates=False, mask=None, training=False) -> LoopResult:
+              collect_gates=False, mask=None, training=False, zero_output_for_mask=False) -> LoopResult:
     """Run `cell` over `x` (B, T, F) from `state`.
 
     Equivalent to::
@@ -28,7 +28,8 @@ def time_loop(cell, x, state, *, go_backwards=False, rec_mask=None, collect_stat
             outputs.append(y_t)
 
     `mask` (B, T) bool (Keras semantics): where False, the step keeps the previous state and repeats
-    the previous output. Cells without ``recurrent_step`` (Keras-contract custom cells) are called as
+    the previous output (zeros before the first valid step; always zeros with
+    ``zero_output_for_mask=True``). Cells without ``recurrent_step`` (Keras-contract custom cells) are called as
     ``cell(x_t, states) -> (y_t, new_states)``.
     """
     T = x.shape[1]
@@ -54,7 +55,7 @@ def time_loop(cell, x, state, *, go_backwards=False, rec_mask=None, collect_stat
             m = mask[:, t].unsqueeze(1)                              # (B, 1)
             new = type(new)(*[torch.where(m, n, o) for n, o in zip(new, state)]) if fast else \
                 [torch.where(m, n, o) for n, o in zip(new, state)]
-            if y_prev is None:
+            if y_prev is None or zero_output_for_mask:
                 y_prev = torch.zeros_like(y)
             y = torch.where(m, y, y_prev)
             y_prev = y

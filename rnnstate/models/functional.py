@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .. import _checks
-from .._symbolic import SymbolicTensor, flatten, map_structure, pack_like
+from .._symbolic import SymbolicTensor, flatten, has_symbolic, map_structure, pack_like
 from ..layers.base import Layer, shape_of, to_tensor
 from ..layers.core import InputLayer
 from ..saving.mixin import SavingMixin
@@ -120,13 +120,16 @@ class Model(TrainingMixin, SavingMixin, Layer):
         return self._output_structure
 
     # ---- running -----------------------------------------------------------------------------------------
-    def _run_graph(self, inputs, training=False):
-        """inputs: list of tensors (one per model input) -> flat list of output tensors."""
+    def _run_graph(self, inputs, training=False, output_masks=None):
+        """inputs: list of tensors (one per model input) -> flat list of output tensors. With
+        `output_masks` (a list), it receives the outputs' masks (None where unmasked)."""
         for t, v in zip(self.inputs, inputs):
             if v.dim() != len(t.shape) or (t.shape[-1] is not None and v.shape[-1] != t.shape[-1]):
                 raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
                                           f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
         values = {id(t): v for t, v in zip(self.inputs, inputs)}
+        if self._masking:
+            return self._run_graph_masked(values, training, output_masks)
 
         def get(a):
             return values[id(a)] if isinstance(a, SymbolicTensor) else a
@@ -140,7 +143,62 @@ class Model(TrainingMixin, SavingMixin, Layer):
             else:
                 for t, v in zip(node.outputs, flatten(out)):
                     values[id(t)] = v
+        if output_masks is not None:
+            output_masks[:] = [None] * len(self.outputs)
         return [values[id(t)] for t in self.outputs]
+
+    @property
+    def _masking(self) -> bool:
+        """Whether a layer of this graph makes a mask (Embedding(mask_zero=True), Masking). Decided once:
+        graphs without one run with no masking overhead at all."""
+        m = self.__dict__.get("_masking_cache")
+        if m is None:
+            m = self.__dict__["_masking_cache"] = any(getattr(l, "_mask_source", False) for l in self.layers)
+        return m
+
+    def _run_graph_masked(self, values, training, output_masks):
+        """The graph run with Keras 3's mask propagation: every tensor may carry a (B, T) bool mask; a
+        layer whose call takes ``mask`` (recurrent layers, Bidirectional) receives its input's mask when
+        it is called on that single tensor (as in Keras 3, not when other tensors such as
+        ``initial_state`` are passed too, unless ``mask=`` is given explicitly); each layer's
+        ``compute_mask`` gives its outputs' masks (by default the input's, unchanged)."""
+        masks: dict = {}
+
+        def get(a):
+            return values[id(a)] if isinstance(a, SymbolicTensor) else a
+
+        def mask_of(a):
+            return masks.get(id(a)) if isinstance(a, SymbolicTensor) else None
+
+        for node in self._nodes:
+            layer = node.layer
+            args = map_structure(get, node.args) if node.args else ()
+            kwargs = map_structure(get, node.kwargs) if node.kwargs else {}
+            first = node.args[0] if node.args else None
+            in_mask = map_structure(mask_of, first) if first is not None else None
+            masked = any(m is not None for m in flatten(in_mask)) if in_mask is not None else False
+            if masked and layer._consumes_mask and kwargs.get("mask") is None and not (
+                    has_symbolic(node.kwargs) or has_symbolic(node.args[1:])):
+                kwargs["mask"] = in_mask
+            out = node.layer(*args, training=training, **kwargs)
+            outs = [out] if len(node.outputs) == 1 else flatten(out)
+            for t, v in zip(node.outputs, outs):
+                values[id(t)] = v
+            if masked or layer._mask_source or kwargs.get("mask") is not None:
+                prev = kwargs.get("mask") if kwargs.get("mask") is not None else (in_mask if masked else None)
+                out_mask = layer.compute_mask(args[0] if args else None, prev)
+                if out_mask is not None:
+                    ms = [out_mask] if len(node.outputs) == 1 else list(out_mask)
+                    for t, m in zip(node.outputs, ms):
+                        if m is not None:
+                            masks[id(t)] = m
+        if output_masks is not None:
+            output_masks[:] = [masks.get(id(t)) for t in self.outputs]
+        return [values[id(t)] for t in self.outputs]
+
+    def compute_mask(self, inputs, mask=None):
+        """A model used as a layer passes on no mask (its own layers use theirs inside)."""
+        return None
 
     def _standardize_inputs(self, x):
         """Any of tensor / array / list / dict -> list of tensors in `self.inputs` order, checked."""

@@ -5,7 +5,6 @@ import datetime
 import io
 import json
 import os
-import warnings
 import zipfile
 
 import numpy as np
@@ -215,29 +214,6 @@ def _no_custom(custom_objects):
                          "registry and never loads user code.")
 
 
-def _warn_masking(spec, path):
-    """Keras propagates an ``Embedding(mask_zero=True)`` mask to the layers after it; rnnstate does not."""
-    found = []
-
-    def walk(o):
-        if isinstance(o, dict):
-            c = o.get("config")
-            if o.get("class_name") == "Embedding" and isinstance(c, dict) and c.get("mask_zero") is True:
-                found.append(c.get("name", "?"))
-            for v in o.values():
-                walk(v)
-        elif isinstance(o, list):
-            for v in o:
-                walk(v)
-
-    walk(spec)
-    if found:
-        warnings.warn(f"'{os.fspath(path)}': Embedding layer(s) {found} have mask_zero=True. Keras passes that mask "
-                      f"to the following layers (skipping padded steps); rnnstate does not propagate masks, so "
-                      f"predictions differ for inputs containing id 0. Pass `mask=` explicitly to recurrent "
-                      f"layers if you need it.", UserWarning, stacklevel=3)
-
-
 def _h5(path, fn, *args):
     """Run an HDF5 reader; any error h5py raises on damaged structures becomes a FileFormatError."""
     try:
@@ -339,11 +315,8 @@ def _load_keras(data, path):
                              f"{[n for n in names if n.startswith('model.weights')]}).")
         spec = _loads_json(_zip_member(zf, KERAS_CONFIG, MAX_JSON_BYTES, path), path, KERAS_CONFIG)
         wdata = _zip_member(zf, KERAS_WEIGHTS, MAX_MEMBER_BYTES, path)
-        meta = {}
-        if KERAS_METADATA in names:
-            meta = _loads_json(_zip_member(zf, KERAS_METADATA, 1 << 20, path), path, KERAS_METADATA)
-    if not (isinstance(meta, dict) and str(meta.get("saved_by", "")).startswith("rnnstate")):
-        _warn_masking(spec, path)
+        if KERAS_METADATA in names:         # checked: a damaged member is an error, not ignored
+            _loads_json(_zip_member(zf, KERAS_METADATA, 1 << 20, path), path, KERAS_METADATA)
     with keras_h5.open_h5(wdata, path) as f:
         return _finish(spec, lambda dry: _h5(path, keras_h5.read, dry, f, path, len(wdata)),
                        lambda: _h5(path, keras_h5.read_states, f, path, len(wdata)), path)
@@ -354,7 +327,6 @@ def _load_legacy(data, path):
     with keras_h5.open_h5(data, path) as f:
         text = _h5(path, _legacy_config_text, f, path)
         spec = _loads_json(text, path, "model_config")
-        _warn_masking(spec, path)
         return _finish(spec, lambda dry: _h5(path, keras_h5.read_legacy, dry, f, path, len(data)), lambda: {}, path)
 
 

@@ -113,19 +113,27 @@ class TrainingMixin:
 
     # ---- steps -------------------------------------------------------------------------------
     def _forward(self, xs, training):
-        outs = self._run_graph(xs, training=training)
+        """The outputs, and their masks (None, or a list with None where an output is unmasked)."""
+        if getattr(self, "_masking", False):
+            masks = []
+            outs = self._run_graph(xs, training=training, output_masks=masks)
+            masks = masks if any(m is not None for m in masks) else None
+        else:
+            outs, masks = self._run_graph(xs, training=training), None
         if isinstance(outs, torch.Tensor):
             outs = [outs]
-        return list(outs)
+        return list(outs), masks
 
-    def _compute_loss(self, spec, ys, outs, sws):
+    def _compute_loss(self, spec, ys, outs, sws, masks=None):
         if len(outs) != len(spec.output_names):
             raise RuntimeError(f"_run_graph returned {len(outs)} tensors but the model has "
                                f"{len(spec.output_names)} outputs {spec.output_names}.")
         total, parts = None, []
         for i, loss, weight in spec.loss_entries:
             try:
-                value = loss(ys[i], outs[i], None if sws is None else sws[i])
+                sw = None if sws is None else sws[i]
+                m = None if masks is None else masks[i]
+                value = loss(ys[i], outs[i], sw) if m is None else loss(ys[i], outs[i], sw, mask=m)
             except (RuntimeError, ValueError, IndexError) as e:
                 raise ValueError(f"Computing loss {getattr(loss, 'name', loss)!r} for output "
                                  f"{spec.output_names[i]!r} failed: y_true has shape {tuple(ys[i].shape)} and dtype "
@@ -136,7 +144,7 @@ class TrainingMixin:
             total = value if total is None else total + value
         return total, parts
 
-    def _update_state(self, spec, total, parts, ys, outs, sws, batch_size):
+    def _update_state(self, spec, total, parts, ys, outs, sws, batch_size, masks=None):
         self._loss_tracker.update_state(total.detach(), batch_size)
         if self._output_loss_trackers:
             for tracker, value in zip(self._output_loss_trackers, parts):
@@ -144,28 +152,33 @@ class TrainingMixin:
         if spec.metric_entries:
             with torch.no_grad():
                 for _, m, i, weighted in spec.metric_entries:
-                    m.update_state(ys[i], outs[i].detach(), sws[i] if (weighted and sws is not None) else None)
+                    sw = sws[i] if (weighted and sws is not None) else None
+                    mask = None if masks is None else masks[i]
+                    if mask is None:
+                        m.update_state(ys[i], outs[i].detach(), sw)
+                    else:
+                        m.update_state(ys[i], outs[i].detach(), sw, mask=mask)
 
     def _train_step(self, spec, xs, ys, sws):
         opt = self.optimizer
         if opt.built:
             opt.zero_grad(set_to_none=True)
-        outs = self._forward(xs, training=True)
+        outs, masks = self._forward(xs, training=True)
         if not opt.built:   # parameters created lazily by the first forward pass
             opt.build(self.parameters())
-        total, parts = self._compute_loss(spec, ys, outs, sws)
+        total, parts = self._compute_loss(spec, ys, outs, sws, masks)
         reg = getattr(self, "_regularization_losses", None)
         if reg is not None:
             for r in reg() or ():
                 total = total + r
         total.backward()
         opt.step()
-        self._update_state(spec, total, parts, ys, outs, sws, _batch_size(xs))
+        self._update_state(spec, total, parts, ys, outs, sws, _batch_size(xs), masks)
 
     def _test_step(self, spec, xs, ys, sws):
-        outs = self._forward(xs, training=False)
-        total, parts = self._compute_loss(spec, ys, outs, sws)
-        self._update_state(spec, total, parts, ys, outs, sws, _batch_size(xs))
+        outs, masks = self._forward(xs, training=False)
+        total, parts = self._compute_loss(spec, ys, outs, sws, masks)
+        self._update_state(spec, total, parts, ys, outs, sws, _batch_size(xs), masks)
 
     # ---- fit ---------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -294,7 +307,7 @@ class TrainingMixin:
                     batch = standardize_x(unpack_batch(batch)[0], names, dtypes)
                 if want:
                     cbs.batch("predict", "begin", step, {})
-                outs = [o.detach().cpu() for o in self._forward([mv(t) for t in batch], training=False)]
+                outs = [o.detach().cpu() for o in self._forward([mv(t) for t in batch], training=False)[0]]
                 collected = [[] for _ in outs] if collected is None else collected
                 for bucket, o in zip(collected, outs):
                     bucket.append(o)
@@ -333,7 +346,7 @@ class TrainingMixin:
         mv = _mover(self._device())
         self.eval()
         with torch.inference_mode():
-            outs = [_to_numpy(o.detach().cpu()) for o in self._forward([mv(t) for t in xs], training=False)]
+            outs = [_to_numpy(o.detach().cpu()) for o in self._forward([mv(t) for t in xs], training=False)[0]]
         return outs[0] if len(outs) == 1 else outs
 
 

@@ -210,10 +210,14 @@ class Loss:
         """Entries to average over (None: all). Used by ``ignore_class``."""
         return None
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        """`mask`: the prediction's mask (e.g. (B, T) after an ``Embedding(mask_zero=True)``); masked
+        entries are left out and the mean is over the valid ones (Keras 3)."""
         values = self.call(y_true, y_pred)
-        mask = self.compute_mask(y_true, y_pred)
-        return reduce_weighted_values(values, sample_weight, mask, self.reduction)
+        own = self.compute_mask(y_true, y_pred)
+        if mask is not None:
+            own = mask if own is None else (own & mask)
+        return reduce_weighted_values(values, sample_weight, own, self.reduction)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}

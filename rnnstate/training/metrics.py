@@ -77,8 +77,14 @@ class MeanMetricWrapper(Metric):
         self.fn, self._fn_kwargs, self.direction = fn, kwargs, direction
         super().__init__(name=name or getattr(fn, "__name__", "metric"))
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        self._accumulate(self.fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
+    def update_state(self, y_true, y_pred, sample_weight=None, mask=None):
+        """`mask`: the prediction's mask; masked entries get weight 0 (Keras 3)."""
+        values = self.fn(y_true, y_pred, **self._fn_kwargs)
+        if mask is not None:
+            m = mask.to(values.dtype)
+            sample_weight = m if sample_weight is None else \
+                losses_mod._broadcast_weight(sample_weight, m) * m
+        self._accumulate(values, sample_weight)
 
 
 # ---- per-sample metric functions ----------------------------------------------------------------
