@@ -179,3 +179,45 @@ def test_all_valid_mask_runs_fused_and_bad_masks_are_refused():
         layer(x, mask=np.ones((2, T - 1), bool))
     with pytest.raises(ValueError, match=r"Masking.*`mask_value` must be a number"):
         L.Masking(mask_value="zero")
+
+
+# ---- right-padded masks on the fused kernels (oracle: the reference loop, values and gradients) -----------
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("go_backwards,zero_output,return_state,grad",
+                         [(False, False, True, True), (False, False, True, False), (True, False, True, True),
+                          (True, True, True, False), (False, True, False, True), (False, False, False, False),
+                          (True, False, False, True)])
+def test_right_padded_masks_run_fused_and_equal_the_loop(kind, go_backwards, zero_output, return_state, grad):
+    B, F, U = 6, 3, 4
+    lengths = torch.tensor([T, 3, 0, 1, 5, T - 1])
+    mask = torch.arange(T)[None, :] < lengths[:, None]
+    kw = dict(return_sequences=True, return_state=return_state, go_backwards=go_backwards,
+              zero_output_for_mask=zero_output)
+    torch.manual_seed(0)
+    a, b = getattr(L, kind)(U, **kw), getattr(L, kind)(U, path="loop", **kw)
+    x = torch.randn(B, T, F, requires_grad=grad)
+    a(x), b(x)
+    b.set_weights(a.get_weights())
+    init = [torch.randn(B, U, requires_grad=grad) for _ in a.state_size]
+    with torch.set_grad_enabled(grad):
+        ra, rb = a(x, initial_state=init, mask=mask), b(x, initial_state=init, mask=mask)
+    assert "right-padded mask" in a.last_path and b.last_path.startswith("reference loop")
+    ra, rb = (list(ra), list(rb)) if return_state else ([ra], [rb])
+    for p, q in zip(ra, rb):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
+    if grad:
+        wts = [torch.randn_like(r) for r in ra]
+        ga = torch.autograd.grad(sum((r * w).sum() for r, w in zip(ra, wts)), [x, *init, *a.parameters()])
+        gb = torch.autograd.grad(sum((r * w).sum() for r, w in zip(rb, wts)), [x, *init, *b.parameters()])
+        for p, q in zip(ga, gb):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+def test_other_masks_run_on_the_loop_and_say_why():
+    layer = L.GRU(3, return_sequences=True)
+    x = torch.randn(2, T, 2)
+    left_padded = torch.tensor([[False, False] + [True] * (T - 2), [True] * T])
+    layer(x, mask=left_padded)
+    assert layer.last_path.startswith("reference loop") and "not right-padded" in layer.last_path
+    with pytest.raises(ValueError, match="path='fused'.*not right-padded"):
+        L.GRU(3, path="fused")(x, mask=left_padded)

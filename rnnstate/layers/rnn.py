@@ -10,7 +10,7 @@ import torch
 from .. import _checks
 from .._state import result_type
 from .._symbolic import SymbolicTensor
-from ..loop import fused, reference
+from ..loop import fused, packed, reference
 from ..states import _context
 from ..states import access as _access
 from ..states._unpack import checked_result_type
@@ -197,9 +197,19 @@ class RNN(Layer):
         want_g = self.return_gate_sequences
 
         reason = self._static_reason()
+        lengths = None
         if reason is None and (rec_mask is not None or mask is not None):
-            reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
-        if reason is None:
+            if rec_mask is None and not (want_c or want_g):
+                lengths = packed.right_padded_lengths(mask)
+            if lengths is None:
+                reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
+        if reason is None and lengths is not None:         # a right-padded mask: packed sequences
+            outputs, final, self.last_path = packed.run(
+                cell, x, state, lengths, go_backwards=self.go_backwards, training=training,
+                zero_output_for_mask=self.zero_output_for_mask,
+                need_state=self.return_state or self.stateful or _context.ACTIVE)
+            seqs = gates = None
+        elif reason is None:
             xs = x.flip(1) if self.go_backwards else x
             # c / gate sequences, and short sequences (streaming): the compiled loop in inference;
             # else fused h + recompute, or torch's single-step cell ops

@@ -67,7 +67,8 @@ def dynamic_reason(*, recurrent_dropout_active: bool, mask) -> str | None:
     if recurrent_dropout_active:
         return "recurrent_dropout is active (training); the fused kernels can't mask h between steps"
     if mask is not None:
-        return "a mask was given; masked sequences run on the reference loop"
+        return ("the mask is not right-padded (or cell/gate sequences were asked for); such masks run on the "
+                "reference loop (right-padded ones run fused, as packed sequences)")
     return None
 
 
