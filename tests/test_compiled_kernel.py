@@ -242,3 +242,21 @@ def test_gru_autograd_and_reset_before_keep_other_paths():
     with torch.no_grad():
         c(torch.randn(2, 6, 4))
     assert c.last_path.startswith("reference loop")
+
+
+@needs_ext
+@pytest.mark.parametrize("return_sequences,go_backwards", [(True, False), (False, True)])
+def test_plain_gru_inference_runs_compiled_and_equals_loop(return_sequences, go_backwards):
+    torch.manual_seed(0)
+    kw = dict(return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
+    a, b = L.GRU(5, **kw), L.GRU(5, path="loop", **kw)
+    x = torch.randn(3, 9, 4)
+    a(x), b(x)
+    b.set_weights(a.get_weights())
+    with torch.no_grad():
+        ra, rb = a(x), b(x)
+    assert a.last_path == fused.COMPILED_GRU_PATH
+    for p, q in zip(ra, rb):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
+    a(x.requires_grad_())                       # under autograd: torch's GRU op
+    assert a.last_path.startswith("fused-")

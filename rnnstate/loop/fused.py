@@ -184,6 +184,14 @@ COMPILED_GRU_PATH = _ext.GRU_PATH_NAME + " (h and gate sequences in one time loo
 _COMPILED_PATHS = {"LSTMCell": COMPILED_PATH, "GRUCell": COMPILED_GRU_PATH}
 
 
+def prefers_compiled(cell) -> bool:
+    """Whether plain inference (no state/gate sequences) should run the compiled loop rather than the
+    fused op: the GRU's, whose fused CPU op is torch's native loop (oneDNN has none for the GRU); the
+    compiled loop takes 0.2-0.8x its time at every benchmark shape. torch's oneDNN LSTM is as fast
+    as the compiled LSTM loop or faster, so the LSTM keeps it."""
+    return type(cell).__name__ == "GRUCell"
+
+
 def compiled_path(cell) -> str:
     """The ``last_path`` label of ``run_compiled`` for this cell."""
     return _COMPILED_PATHS[type(cell).__name__]
