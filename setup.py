@@ -28,6 +28,18 @@ def _blas_macros(torch):
     return []
 
 
+def _sources_digest():
+    """sha256 of the extension's sources, recorded next to the module: the runtime refuses a module built
+    from other sources (a stale build left behind when a rebuild failed)."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(glob.glob(os.path.join("rnnstate", "_ext", "*.cpp")) +
+                       glob.glob(os.path.join("rnnstate", "_ext", "*.h"))):
+        with open(name, "rb") as f:
+            h.update(os.path.basename(name).encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
 def _extensions():
     if os.environ.get("RNNSTATE_NO_EXT") or importlib.util.find_spec("torch") is None:
         return [], {}
@@ -35,8 +47,9 @@ def _extensions():
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 
     class BuildExt(BuildExtension):
-        """Also records, next to the module, which torch it was built against: the runtime refuses a
-        module built for another torch (explicitly, before importing it)."""
+        """Also records, next to the module, which torch it was built against and a digest of its
+        sources: the runtime refuses a module built for another torch or from other sources
+        (explicitly, before importing it)."""
 
         def run(self):
             super().run()
@@ -44,7 +57,7 @@ def _extensions():
                 path = self.get_ext_fullpath(ext.name)
                 if os.path.exists(path):
                     with open(os.path.join(os.path.dirname(path), "_C.torch_version"), "w") as f:
-                        f.write(torch.__version__)
+                        f.write(torch.__version__ + "\n" + _sources_digest())
 
     macros = [] if os.environ.get("RNNSTATE_EXT_NO_BLAS") else _blas_macros(torch)
     ext = CppExtension("rnnstate._ext._C", EXT_SOURCES, define_macros=macros,

@@ -260,3 +260,51 @@ def test_plain_gru_inference_runs_compiled_and_equals_loop(return_sequences, go_
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
     a(x.requires_grad_())                       # under autograd: torch's GRU op
     assert a.last_path.startswith("fused-")
+
+
+def test_extension_is_built_where_a_compiler_exists():
+    """The build is optional, so a failed compile is silent at install: here it must not be. And a module
+    built from other sources than those next to it (a stale build) is refused."""
+    import os
+    import shutil
+    if os.environ.get("RNNSTATE_NO_EXT"):
+        pytest.skip("RNNSTATE_NO_EXT is set: built without the extension on purpose")
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", "c++"), "g++", "clang++")):
+        pytest.skip("no C++ compiler on this machine")
+    assert _ext.unavailable_reason() is None
+
+
+def test_stale_build_is_detected(tmp_path):
+    (tmp_path / "a.cpp").write_text("int f() { return 1; }")
+    (tmp_path / "a.h").write_text("int f();")
+    d1 = _ext._sources_digest(str(tmp_path))
+    (tmp_path / "a.cpp").write_text("int f() { return 2; }")
+    assert _ext._sources_digest(str(tmp_path)) != d1
+    assert _ext._sources_digest(str(tmp_path / "empty")) is None
+
+
+@needs_ext
+@pytest.mark.parametrize("activation,use_bias,B", [("tanh", True, 3), ("relu", True, 1), ("tanh", False, 2)])
+def test_simple_rnn_inference_runs_compiled_and_equals_torch_and_loop(activation, use_bias, B):
+    """Oracles: the reference loop, and torch.nn.RNN with the same weights."""
+    torch.manual_seed(0)
+    kw = dict(activation=activation, use_bias=use_bias, return_sequences=True, return_state=True)
+    a, b = L.SimpleRNN(6, **kw), L.SimpleRNN(6, path="loop", **kw)
+    x = torch.randn(B, 40, 4)
+    a(x), b(x)
+    b.set_weights(a.get_weights())
+    h0 = torch.randn(B, 6)
+    with torch.no_grad():
+        ra, rb = a(x, initial_state=[h0]), b(x, initial_state=[h0])
+    assert a.last_path == fused.COMPILED_RNN_PATH
+    m = torch.nn.RNN(4, 6, nonlinearity=activation, bias=use_bias, batch_first=True)
+    with torch.no_grad():
+        m.weight_ih_l0.copy_(a.cell.weight_ih)
+        m.weight_hh_l0.copy_(a.cell.weight_hh)
+        if use_bias:
+            m.bias_ih_l0.copy_(a.cell.bias_ih)
+            m.bias_hh_l0.zero_()
+        ref, _ = m(x, h0[None])
+    for p, q in zip(ra, rb):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ra.output, ref, atol=1e-6, rtol=1e-6)

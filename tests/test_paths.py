@@ -127,10 +127,10 @@ def test_single_step_cell_op_equals_loop(kind):
     init = [torch.randn(B, U) for _ in range(n)]
     with torch.no_grad():
         ra, rb = a(x, initial_state=init), b(x, initial_state=init)
-    # inference: LSTM and GRU on the compiled loops, SimpleRNN on torch's single-step cell ops
+    # inference: the compiled loops
     assert a.last_path == {"LSTM": "compiled-LSTM (h, c and gate sequences in one time loop)",
-                           "GRU": "compiled-GRU (h and gate sequences in one time loop)"}.get(
-                               kind, "fused-cell ops (short sequence)")
+                           "GRU": "compiled-GRU (h and gate sequences in one time loop)",
+                           "SimpleRNN": "compiled-SimpleRNN (one time loop)"}[kind]
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
     ra = a(x, initial_state=init)                      # under autograd: the sequence kernel (faster backward)

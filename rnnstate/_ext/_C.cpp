@@ -14,6 +14,7 @@
 // go_backwards is the caller's business (it passes x already flipped).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
@@ -41,6 +42,22 @@ inline void gru_step(const float* xw, const float* gh, const float* bhh, int64_t
 inline void gru_step(const double* xw, const double* gh, const double* bhh, int64_t U, const double* hp,
                      double* h, double* gz, double* gr, double* gn, int64_t n) {
   rnnstate_ext::gru_step_f64(xw, gh, bhh, U, hp, h, gz, gr, gn, n);
+}
+
+// SimpleRNN pointwise over the flat (B, U) range [begin, begin + n): b_hh is indexed by unit.
+inline void rnn_step(float* z, const float* bhh, int64_t n, bool relu, int64_t U, int64_t begin) {
+  for (int64_t idx = begin, k = 0; k < n;) {               // row segments, so b_hh lines up with units
+    const int64_t u0 = idx % U, m = std::min(U - u0, n - k);
+    rnnstate_ext::rnn_step_f32(z + k, bhh ? bhh + u0 : nullptr, m, relu);
+    idx += m; k += m;
+  }
+}
+inline void rnn_step(double* z, const double* bhh, int64_t n, bool relu, int64_t U, int64_t begin) {
+  for (int64_t idx = begin, k = 0; k < n;) {
+    const int64_t u0 = idx % U, m = std::min(U - u0, n - k);
+    rnnstate_ext::rnn_step_f64(z + k, bhh ? bhh + u0 : nullptr, m, relu);
+    idx += m; k += m;
+  }
 }
 
 // z (B, G) row-major, contiguous  +=  h (B, U), row stride ldh  @  W^T, W (G, U) contiguous
@@ -188,7 +205,7 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
 std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& c_,
                                   const at::Tensor& w_ih_, const at::Tensor& w_hh_,
                                   const c10::optional<at::Tensor>& b_ih) {
-  at::NoGradGuard no_grad;     // no autograd here: the caller need not enter torch.no_grad()
+  c10::NoGradGuard no_grad;    // no autograd here: the caller need not enter torch.no_grad()
   TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) CPU tensor");
   TORCH_CHECK(x_.scalar_type() == at::kFloat || x_.scalar_type() == at::kDouble, "float32 or float64 only");
   const int64_t B = x_.size(0), F = x_.size(1), U = w_hh_.size(1), G = 4 * U;
@@ -313,6 +330,70 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
   return res;
 }
 
+// The SimpleRNN time loop, same layout as lstm_loop with G = U: the input projections of a chunk of steps
+// go straight into the time-major output, then per step ONE BLAS call adds h_{t-1} @ W_hh^T into out_t
+// and ONE pointwise pass applies h_t = act(out_t + b_hh) in place.
+template <typename T>
+void rnn_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih,
+              const at::Tensor& w_hh, const T* bhh, const T* h0, int64_t Tn, int64_t B, int64_t U, T* out,
+              bool relu) {
+  const int64_t BU = B * U;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / BU));
+  const bool bias = b_ih.has_value() && b_ih->defined();
+  const at::Tensor w_ih_t = w_ih.t();
+  RecurrentGemm<T> gemm(w_hh, B);
+  for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
+    const int64_t n_steps = std::min(chunk, Tn - t0);
+    at::Tensor xw_c = at::from_blob(out + t0 * BU, {n_steps * B, U}, x2.options());
+    const at::Tensor x_c = x2.narrow(0, t0 * B, n_steps * B);
+    if (bias) at::addmm_out(xw_c, *b_ih, x_c, w_ih_t);
+    else at::mm_out(xw_c, x_c, w_ih_t);
+    for (int64_t t = t0; t < t0 + n_steps; ++t) {
+      T* z = out + t * BU;
+      gemm.add(t == 0 ? h0 : out + (t - 1) * BU, U, z);       // z += h_{t-1} @ W_hh^T
+      auto body = [&](int64_t begin, int64_t end) { rnn_step(z + begin, bhh, end - begin, relu, U, begin); };
+      if (BU <= kGrain) {
+        body(0, BU);
+      } else {
+        at::parallel_for(0, BU, kGrain / 2, body);
+      }
+    }
+  }
+}
+
+// x (B, T, F); h0 (B, U); w_ih (U, F); w_hh (U, U); b_ih, b_hh (U,) or None. relu: the activation is relu
+// (else tanh). Returns [outputs (B, T, U) (a transposed view of time-major storage), h_T (B, U)].
+std::vector<at::Tensor> rnn_sequence(const at::Tensor& x, const at::Tensor& h0_, const at::Tensor& w_ih_,
+                                     const at::Tensor& w_hh_, const c10::optional<at::Tensor>& b_ih,
+                                     const c10::optional<at::Tensor>& b_hh, bool relu) {
+  TORCH_CHECK(x.dim() == 3, "x must be (B, T, F)");
+  TORCH_CHECK(x.device().is_cpu(), "the compiled SimpleRNN kernel is CPU-only");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32 or float64 only");
+  const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1);
+  TORCH_CHECK(w_hh_.size(0) == U && w_ih_.size(0) == U && w_ih_.size(1) == F, "weight shapes");
+  TORCH_CHECK(h0_.sizes() == at::IntArrayRef({B, U}), "state shape");
+  for (const at::Tensor* t : {&h0_, &w_ih_, &w_hh_})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device().is_cpu(), "dtype/device mismatch");
+  for (const c10::optional<at::Tensor>* b : {&b_ih, &b_hh})
+    if (b->has_value() && (*b)->defined())
+      TORCH_CHECK((*b)->scalar_type() == x.scalar_type() && (*b)->device().is_cpu() && (*b)->numel() == U, "bias");
+  TORCH_CHECK(B * U < (int64_t(1) << 31), "too large for 32-bit BLAS");
+  const auto opt = x.options();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), h0 = h0_.contiguous();
+  const bool has_bhh = b_hh.has_value() && b_hh->defined();
+  const at::Tensor bhh = has_bhh ? b_hh->contiguous() : at::Tensor();
+  at::Tensor out = at::empty({Tn, B, U}, opt);
+  if (Tn > 0) {
+    const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_rnn_sequence", [&] {
+      rnn_loop<scalar_t>(x2, w_ih, b_ih, w_hh, has_bhh ? bhh.data_ptr<scalar_t>() : nullptr,
+                         h0.data_ptr<scalar_t>(), Tn, B, U, out.data_ptr<scalar_t>(), relu);
+    });
+  }
+  at::Tensor hT = Tn > 0 ? out.select(0, Tn - 1).clone() : h0.clone();
+  return {out.transpose(0, 1), hT};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -327,6 +408,9 @@ PYBIND11_MODULE(_C, m) {
         pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("cseq"), pybind11::arg("gates"),
         pybind11::arg("dout"), pybind11::arg("dhT"), pybind11::arg("dcT"), pybind11::arg("need_dx"),
         pybind11::arg("need_dh0"));
+  m.def("rnn_sequence", &rnn_sequence, "SimpleRNN (tanh or relu) forward over (B, T, F)", pybind11::arg("x"),
+        pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"), pybind11::arg("b_ih"),
+        pybind11::arg("b_hh"), pybind11::arg("relu"));
   m.def("gru_sequence", &gru_sequence, "GRU (reset_after=True) forward over (B, T, F) with gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
         pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"));

@@ -8,7 +8,8 @@ been built (``importlib.util.find_spec``) and built against the torch that is ru
 asked, the gates i, f, g, o of every step straight into (B, T, U) outputs. ``gru_sequence`` is the
 same for the GRU (reset_after=True): h_t and, when asked, the gates z, r, n. Same numbers as
 ``rnnstate.loop.reference.time_loop`` (float32: about 1e-6). ``lstm_train`` is the LSTM loop under
-autograd: its backward (``_C.lstm_backward``, backward.cpp) is compiled too.
+autograd: its backward (``_C.lstm_backward``, backward.cpp) is compiled too. ``rnn_sequence`` is the
+SimpleRNN's loop (tanh or relu), ``lstm_step`` one LSTM step for streaming.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 PATH_NAME = "compiled-LSTM"
 GRU_PATH_NAME = "compiled-GRU"
+RNN_PATH_NAME = "compiled-SimpleRNN"
 
 _REBUILD = "build it with `pip install --no-build-isolation -e .` (what `make install` runs)"
 
@@ -27,12 +29,32 @@ def _check() -> str | None:
     spec = importlib.util.find_spec(__name__ + "._C")
     if spec is None or spec.origin is None:
         return f"rnnstate._ext._C is not built; {_REBUILD}"
-    stamp = os.path.join(os.path.dirname(spec.origin), "_C.torch_version")
-    built_for = open(stamp).read().strip() if os.path.exists(stamp) else None
+    here = os.path.dirname(spec.origin)
+    stamp = os.path.join(here, "_C.torch_version")
+    lines = open(stamp).read().split() if os.path.exists(stamp) else []
+    built_for = lines[0] if lines else None
     if built_for != torch.__version__:
         return (f"rnnstate._ext._C was built against torch {built_for or '(unknown)'}, this is torch "
                 f"{torch.__version__}; re{_REBUILD}")
+    digest = _sources_digest(here)
+    if digest is not None and (len(lines) < 2 or lines[1] != digest):
+        return f"rnnstate._ext._C is stale (built from other sources than those next to it); re{_REBUILD}"
     return None
+
+
+def _sources_digest(here):
+    """sha256 of the sources next to the module, as setup.py computes it (None where they are not
+    shipped, e.g. a wheel)."""
+    import glob
+    import hashlib
+    names = sorted(glob.glob(os.path.join(here, "*.cpp")) + glob.glob(os.path.join(here, "*.h")))
+    if not names:
+        return None
+    h = hashlib.sha256()
+    for name in names:
+        with open(name, "rb") as f:
+            h.update(os.path.basename(name).encode() + b"\0" + f.read())
+    return h.hexdigest()
 
 
 _REASON = _check()
@@ -99,3 +121,10 @@ def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
     """One LSTM step at the least per-call cost (streaming): x (B, F), h and c (B, U) float32/float64
     CPU -> (h', c'). No autograd."""
     return _C.lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
+
+
+def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
+    """SimpleRNN (tanh, or relu) over x (B, T, F) float32/float64 CPU from h0 (B, U). No autograd.
+    Returns (outputs (B, T, U), h_T)."""
+    out, h = _C.rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
+    return out, h

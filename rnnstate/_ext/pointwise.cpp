@@ -212,3 +212,24 @@ void lstm_step_bwd_f64(const double* gi, const double* gf, const double* gg, con
 }
 
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+
+RS_CLONES void rnn_step_f32(float* __restrict z, const float* __restrict bhh, int64_t n, bool relu) {
+  if (bhh != nullptr)
+    for (int64_t k = 0; k < n; ++k) z[k] += bhh[k];
+  if (relu) {
+    for (int64_t k = 0; k < n; ++k) z[k] = std::max(z[k], 0.0f);
+  } else {
+    for (int64_t k = 0; k < n; ++k) z[k] = tanh_f(z[k]);
+  }
+}
+
+void rnn_step_f64(double* __restrict z, const double* __restrict bhh, int64_t n, bool relu) {
+  for (int64_t k = 0; k < n; ++k) {
+    const double v = bhh != nullptr ? z[k] + bhh[k] : z[k];
+    z[k] = relu ? std::max(v, 0.0) : std::tanh(v);
+  }
+}
+
+}  // namespace rnnstate_ext

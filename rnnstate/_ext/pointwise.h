@@ -40,3 +40,10 @@ void lstm_step_bwd_f64(const double* gi, const double* gf, const double* gg, con
                        const double* c_prev, const double* dh_rec, const double* dout, double* dc, double* dz,
                        int64_t U, int64_t n);
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+// The per-step pointwise pass of the SimpleRNN loop: z[k] = act(z[k] + bhh[k]) in place, k < n (bhh may be
+// null); act is tanh, or relu when `relu`.
+void rnn_step_f32(float* z, const float* bhh, int64_t n, bool relu);
+void rnn_step_f64(double* z, const double* bhh, int64_t n, bool relu);
+}  // namespace rnnstate_ext

@@ -181,15 +181,16 @@ def recompute_sequences(cell, x, state0, outputs, *, want_states: bool, want_gat
 
 COMPILED_PATH = _ext.PATH_NAME + " (h, c and gate sequences in one time loop)"
 COMPILED_GRU_PATH = _ext.GRU_PATH_NAME + " (h and gate sequences in one time loop)"
-_COMPILED_PATHS = {"LSTMCell": COMPILED_PATH, "GRUCell": COMPILED_GRU_PATH}
+COMPILED_RNN_PATH = _ext.RNN_PATH_NAME + " (one time loop)"
+_COMPILED_PATHS = {"LSTMCell": COMPILED_PATH, "GRUCell": COMPILED_GRU_PATH, "SimpleRNNCell": COMPILED_RNN_PATH}
 
 
 def prefers_compiled(cell) -> bool:
     """Whether plain inference (no state/gate sequences) should run the compiled loop rather than the
-    fused op: the GRU's, whose fused CPU op is torch's native loop (oneDNN has none for the GRU); the
-    compiled loop takes 0.2-0.8x its time at every benchmark shape. torch's oneDNN LSTM is as fast
-    as the compiled LSTM loop or faster, so the LSTM keeps it."""
-    return type(cell).__name__ == "GRUCell"
+    fused op: the GRU's and the SimpleRNN's, whose fused CPU ops are torch's native loops (oneDNN has
+    none for them); the compiled loops take 0.2-0.8x their time at every benchmark shape. torch's
+    oneDNN LSTM is as fast as the compiled LSTM loop or faster, so the LSTM keeps it."""
+    return type(cell).__name__ in ("GRUCell", "SimpleRNNCell")
 
 
 def compiled_path(cell) -> str:
@@ -249,7 +250,7 @@ def run_compiled_train(cell, x, state):
 
 
 def compiled_reason(cell, x, state) -> str | None:
-    """Why the compiled kernel (LSTM, or GRU with reset_after=True) can't give this call's
+    """Why the compiled kernel (LSTM, GRU with reset_after=True, SimpleRNN) can't run this call's
     state/gate sequences (None when it can). Call only for a configuration ``unsupported_reason``
     accepts. This entry is inference-only (training: ``compiled_train_reason``)."""
     name = type(cell).__name__
@@ -259,8 +260,10 @@ def compiled_reason(cell, x, state) -> str | None:
         if not cell.reset_after:
             return "reset_after=False; the compiled GRU kernel implements reset_after=True only"
         b2 = cell.bias_hh
+    elif name == "SimpleRNNCell":
+        b2 = cell.bias_hh
     else:
-        return f"{name} has none (LSTM and GRU only)"
+        return f"{name} has none (LSTM, GRU and SimpleRNN only)"
     reason = _kernel_inputs_reason(x)
     if reason is not None:
         return reason
@@ -280,6 +283,10 @@ def run_compiled(cell, x, state, *, want_states: bool, want_gates: bool):
     """LSTM or GRU over x (B, T, F) from state -> (outputs, final state, state_seqs ((h, c) for the
     LSTM, (h,) for the GRU) or None, gates ((i, f, g, o) / (z, r, n)) or None), from the compiled
     kernel. Same numbers as the reference loop."""
+    if type(cell).__name__ == "SimpleRNNCell":
+        out, h = _ext.rnn_sequence(x, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                                   relu=cell.activation_name == "relu")
+        return out, cell.state_type(h), ((out,) if want_states else None), None
     if type(cell).__name__ == "GRUCell":
         out, h, gates = _ext.gru_sequence(x, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih,
                                           cell.bias_hh, want_gates=want_gates)
