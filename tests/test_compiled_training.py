@@ -137,3 +137,46 @@ def test_unavailable_kernel_trains_on_onednn(monkeypatch):
     (ga,) = _grads(ra.sum(), [x])
     (gb,) = _grads(rb.sum(), [x])
     torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-5)
+
+
+# ---- GRU (reset_after=True) -----------------------------------------------------------------------------
+@needs_ext
+@pytest.mark.parametrize("B,T,F,U", [(1, 1, 3, 4), (3, 5, 4, 6), (9, 40, 2, 130)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_kernel_gradients_equal_torch_gru(B, T, F, U, dtype, bias):
+    """Oracle: torch.nn.GRU's own autograd, same parameters (torch's layout and gate order r, z, n)."""
+    torch.manual_seed(0)
+    m = torch.nn.GRU(F, U, batch_first=True, bias=bias).to(dtype)
+    x = torch.randn(B, T, F, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(B, U, dtype=dtype, requires_grad=True)
+    ps = list(m.parameters())
+    wy = torch.randn(B, T, U, dtype=dtype)
+    out, h = m(x, h0[None])
+    ref = _grads((out * wy).sum() + (h[0] ** 2).sum(), [x, h0] + ps)
+    out2, h2 = _ext.gru_train(x, h0, *(ps if bias else ps + [None, None]))
+    got = _grads((out2 * wy).sum() + (h2 ** 2).sum(), [x, h0] + ps)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(out2, out, **tol)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        torch.testing.assert_close(g, r, msg=f"grad {i}", **tol)
+
+
+@needs_ext
+def test_gru_kernel_gradcheck_float64():
+    d = dict(dtype=torch.float64, requires_grad=True)
+    args = [torch.randn(2, 4, 3, **d), torch.randn(2, 5, **d), torch.randn(15, 3, **d), torch.randn(15, 5, **d),
+            torch.randn(15, **d), torch.randn(15, **d)]
+    assert torch.autograd.gradcheck(lambda *a: _ext.gru_train(*a), args)
+
+
+@needs_ext
+def test_gru_layer_training_path():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    a = L.GRU(4)
+    a(x)
+    assert a.last_path == fused.COMPILED_GRU_TRAIN_PATH
+    r = L.GRU(4, reset_after=False)
+    r(x)
+    assert r.last_path.startswith("reference loop") and "reset_after=False" in r.last_path

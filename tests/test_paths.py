@@ -25,15 +25,22 @@ def _pair(kind, wseed=0, **kw):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kernels", ["auto", "torch ops only"])
 @pytest.mark.parametrize("go_backwards,with_init,return_sequences",
                          list(itertools.product([False, True], [False, True], [False, True])))
-def test_fused_equals_loop_values_and_grads(kind, go_backwards, with_init, return_sequences):
+def test_fused_equals_loop_values_and_grads(kind, kernels, go_backwards, with_init, return_sequences, monkeypatch):
+    """Every fast path under autograd (the compiled GRU training loop; torch's fused ops, also with the
+    compiled kernels switched off) equals the reference loop."""
+    from rnnstate import _ext
+    if kernels != "auto":
+        monkeypatch.setattr(_ext, "_REASON", "switched off by the test")
     a, b = _pair(kind, return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
     x = torch.randn(B, T, F, requires_grad=True)
     n = 2 if kind == "LSTM" else 1
     init = [torch.randn(B, U, requires_grad=True) for _ in range(n)] if with_init else None
     ra = a(x, initial_state=init, training=True)
-    assert a.last_path.startswith("fused-")
+    compiled_gru = kind == "GRU" and kernels == "auto" and _ext.unavailable_reason() is None
+    assert a.last_path.startswith("compiled-GRU (training" if compiled_gru else "fused-")
     gx_a = torch.autograd.grad(sum(r.square().sum() for r in ra), [x] + list(a.parameters()) + (init or []))
     rb = b(x, initial_state=init, training=True)
     assert b.last_path.startswith("reference loop")
@@ -134,7 +141,8 @@ def test_single_step_cell_op_equals_loop(kind):
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
     ra = a(x, initial_state=init)                      # under autograd: the sequence kernel (faster backward)
-    assert a.last_path.startswith("fused-") and "cell ops" not in a.last_path
+    assert a.last_path.startswith("compiled-GRU (training" if kind == "GRU" else "fused-")
+    assert "cell ops" not in a.last_path
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
 

@@ -245,7 +245,7 @@ std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, co
 template <typename T>
 void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih,
               const at::Tensor& w_hh, const T* bhh, const T* h0, int64_t Tn, int64_t B, int64_t U, T* out,
-              T* const* gates) {
+              T* const* gates, T* ghn_seq = nullptr) {
   const int64_t G = 3 * U, BU = B * U;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / (B * G)));
   at::Tensor xw = at::empty({chunk * B, G}, x2.options());
@@ -285,6 +285,8 @@ void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
       } else {
         at::parallel_for(0, BU, kGrain / 2, body);
       }
+      if (ghn_seq != nullptr)         // training: keep h_{t-1} @ W_hn^T, which the backward of n reads
+        for (int64_t b = 0; b < B; ++b) std::memcpy(ghn_seq + o + b * U, gh + b * G + 2 * U, sizeof(T) * U);
     }
   }
 }
@@ -294,9 +296,10 @@ void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
 // order z, r, h~. The sequences are transposed views of time-major storage.
 std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_, const at::Tensor& w_ih_,
                                      const at::Tensor& w_hh_, const c10::optional<at::Tensor>& b_ih,
-                                     const c10::optional<at::Tensor>& b_hh, bool want_gates) {
+                                     const c10::optional<at::Tensor>& b_hh, bool want_gates, bool train) {
   TORCH_CHECK(x.dim() == 3, "x must be (B, T, F)");
   TORCH_CHECK(x.device().is_cpu(), "the compiled GRU kernel is CPU-only");
+  if (train) want_gates = true;
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "float32 or float64 only");
   const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1);
   TORCH_CHECK(w_hh_.size(0) == 3 * U && w_ih_.size(0) == 3 * U && w_ih_.size(1) == F, "weight shapes");
@@ -315,18 +318,21 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
   std::vector<at::Tensor> gate_ts;
   if (want_gates)
     for (int k = 0; k < 3; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
+  at::Tensor ghn = train ? at::empty({Tn, B, U}, opt) : at::Tensor();
   if (Tn > 0) {
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_sequence", [&] {
       scalar_t* gp[3] = {nullptr, nullptr, nullptr};
       for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<scalar_t>();
       gru_loop<scalar_t>(x2, w_ih, b_ih, w_hh, bhh.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), Tn, B, U,
-                         out.data_ptr<scalar_t>(), want_gates ? gp : nullptr);
+                         out.data_ptr<scalar_t>(), want_gates ? gp : nullptr,
+                         train ? ghn.data_ptr<scalar_t>() : nullptr);
     });
   }
   at::Tensor hT = Tn > 0 ? out.select(0, Tn - 1).clone() : h0.clone();
   std::vector<at::Tensor> res = {out.transpose(0, 1), hT};
   for (auto& g : gate_ts) res.push_back(g.transpose(0, 1));
+  if (train) res.push_back(ghn.transpose(0, 1));
   return res;
 }
 
@@ -413,7 +419,12 @@ PYBIND11_MODULE(_C, m) {
         pybind11::arg("b_hh"), pybind11::arg("relu"));
   m.def("gru_sequence", &gru_sequence, "GRU (reset_after=True) forward over (B, T, F) with gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
-        pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"));
+        pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"), pybind11::arg("train") = false);
+  m.def("gru_backward", &rnnstate_ext::gru_backward, "GRU (reset_after=True) backward through time",
+        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
+        pybind11::arg("b_hh"), pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("gates"),
+        pybind11::arg("ghn"), pybind11::arg("dout"), pybind11::arg("dhT"), pybind11::arg("need_dx"),
+        pybind11::arg("need_dh0"));
 #ifdef RNNSTATE_DIRECT_BLAS
   m.attr("direct_blas") = true;
 #else

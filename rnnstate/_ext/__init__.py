@@ -83,7 +83,7 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, want_gates: b
 
     Returns (outputs (B, T, U), h_T, (z, r, n) each (B, T, U) or None): Keras' gate order z, r, h~.
     """
-    res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates)
+    res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates, False)
     return res[0], res[1], (tuple(res[2:]) if want_gates else None)
 
 
@@ -128,3 +128,34 @@ def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
     Returns (outputs (B, T, U), h_T)."""
     out, h = _C.rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
     return out, h
+
+
+class _GRUTrain(torch.autograd.Function):
+    """The compiled GRU (reset_after=True) loop under autograd: the forward keeps the gates and
+    h_{t-1} @ W_hn^T of every step, the backward is ``_C.gru_backward``. Not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
+        res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, True, True)
+        out, hT, z, r, n, ghn = res
+        ctx.save_for_backward(x, h0, weight_ih, weight_hh, bias_hh, out, z, r, n, ghn)
+        ctx.has_bias = bias_ih is not None
+        ctx.set_materialize_grads(False)
+        return out, hT
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_hT):
+        x, h0, w_ih, w_hh, b_hh, out, z, r, n, ghn = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        # gates in torch's order for the kernel's reads: z, r, n as the forward wrote them
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _C.gru_backward(x, h0, w_ih, w_hh, b_hh, ctx.has_bias, out, [z, r, n],
+                                                              ghn, d_out, d_hT, need[0], need[1])
+        return (dx, dh0 if need[1] else None, dw_ih if need[2] else None, dw_hh if need[3] else None,
+                db_ih if need[4] else None, db_hh if need[5] else None)
+
+
+def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
+    """GRU (reset_after=True; torch's layout, gate order r, z, n) over x (B, T >= 1, F), differentiable
+    (the backward is compiled too). bias_ih and bias_hh both or neither. Returns (outputs, h_T)."""
+    return _GRUTrain.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)

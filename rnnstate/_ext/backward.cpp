@@ -31,23 +31,33 @@ inline void step_bwd(const double* gi, const double* gf, const double* gg, const
   rnnstate_ext::lstm_step_bwd_f64(gi, gf, gg, go, c, cp, dh, dout, dc, dz, U, n);
 }
 
-// dh (B, U) = dz (B, G) @ W (G, U); all row-major and contiguous.
+// dh (B, U) = dz (B, G) @ W (G, U) (acc: dh +=); all row-major and contiguous.
 template <typename T>
-void recurrent_grad(const at::Tensor& w, int64_t B, int64_t G, int64_t U, const T* dz, T* dh) {
+void recurrent_grad(const at::Tensor& w, int64_t B, int64_t G, int64_t U, const T* dz, T* dh, bool acc = false) {
 #ifdef RNNSTATE_DIRECT_BLAS
   // column-major: dh^T (U, B) = W^T (U, G; W stored row-major is (U, G) col-major: "N") @ dz^T (G, B)
-  const T one = 1, zero = 0;
+  const T one = 1, beta = acc ? 1 : 0;
   const int u = static_cast<int>(U), b = static_cast<int>(B), g = static_cast<int>(G);
   if constexpr (std::is_same_v<T, float>) {
-    sgemm_("N", "N", &u, &b, &g, &one, w.data_ptr<T>(), &u, dz, &g, &zero, dh, &u);
+    sgemm_("N", "N", &u, &b, &g, &one, w.data_ptr<T>(), &u, dz, &g, &beta, dh, &u);
   } else {
-    dgemm_("N", "N", &u, &b, &g, &one, w.data_ptr<T>(), &u, dz, &g, &zero, dh, &u);
+    dgemm_("N", "N", &u, &b, &g, &one, w.data_ptr<T>(), &u, dz, &g, &beta, dh, &u);
   }
 #else
   auto opt = w.options();
   at::Tensor dht = at::from_blob(dh, {B, U}, opt);
-  at::mm_out(dht, at::from_blob(const_cast<T*>(dz), {B, G}, opt), w);
+  if (acc) at::addmm_out(dht, dht, at::from_blob(const_cast<T*>(dz), {B, G}, opt), w);
+  else at::mm_out(dht, at::from_blob(const_cast<T*>(dz), {B, G}, opt), w);
 #endif
+}
+
+inline void gru_bwd(const float* gz, const float* gr, const float* gn, const float* hn, const float* hp,
+                    const float* dout, float* dh, float* dgx, float* dgh, int64_t U, int64_t n) {
+  rnnstate_ext::gru_step_bwd_f32(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
+}
+inline void gru_bwd(const double* gz, const double* gr, const double* gn, const double* hn, const double* hp,
+                    const double* dout, double* dh, double* dgx, double* dgh, int64_t U, int64_t n) {
+  rnnstate_ext::gru_step_bwd_f64(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
 }
 
 constexpr int64_t kGrain = 4096;   // as in _C.cpp: below this many elements a step runs on one thread
@@ -74,6 +84,32 @@ void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, i
       at::parallel_for(0, BU, kGrain / 2, body);
     }
     if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dz, dh);   // dL/dh_{t-1}
+  }
+}
+
+template <typename T>
+void gru_bwd_loop(const at::Tensor& w_hh, const T* h0, int64_t Tn, int64_t B, int64_t U, const T* out,
+                  const T* const* gates, const T* hn, const T* dout, T* dh, T* dgx_all, T* dgh_all, bool need_dh0) {
+  const int64_t G = 3 * U, BU = B * U;
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T* hp = t == 0 ? h0 : out + (t - 1) * BU;
+    const int64_t o = t * BU;
+    T* dgx = dgx_all + t * B * G;
+    T* dgh = dgh_all + t * B * G;
+    auto body = [&](int64_t begin, int64_t end) {
+      for (int64_t idx = begin; idx < end;) {
+        const int64_t b = idx / U, u0 = idx % U, n = std::min(U - u0, end - idx);
+        gru_bwd(gates[0] + o + idx, gates[1] + o + idx, gates[2] + o + idx, hn + o + idx, hp + idx,
+                dout ? dout + o + idx : nullptr, dh + idx, dgx + b * G + u0, dgh + b * G + u0, U, n);
+        idx += n;
+      }
+    };
+    if (BU <= kGrain) {
+      body(0, BU);
+    } else {
+      at::parallel_for(0, BU, kGrain / 2, body);
+    }
+    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dgh, dh, /*acc=*/true);   // + dgh_t @ W_hh
   }
 }
 
@@ -131,6 +167,56 @@ std::vector<c10::optional<at::Tensor>> lstm_backward(
   if (need_dx) dx = at::mm(dz, w_ih).view({Tn, B, F}).transpose(0, 1);
   if (need_dh0) { dh0 = dh; dc0 = dc; }
   return {dx, dh0, dc0, dw_ih, dw_hh, db};
+}
+
+// GRU, reset_after=True. x (B, T, F); h0 (B, U); w_ih (3U, F); w_hh (3U, U); b_hh (3U,) or None; out,
+// gates [z, r, n], ghn (h_{t-1} @ W_hn^T, no bias): the forward's (B, T, U) sequences; dout (B, T, U), dhT
+// (B, U): incoming gradients, None for zero. Per step: ONE pointwise pass and ONE BLAS call
+// (dL/dh_{t-1} = dh z + dgh_t @ W_hh); then dW_ih = dgx^T @ x, dW_hh = dgh^T @ [h_0 .. h_{T-2}], the bias
+// gradients are sums of dgx and dgh, dx = dgx @ W_ih.
+// Returns [dx or None, dh0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None].
+std::vector<c10::optional<at::Tensor>> gru_backward(
+    const at::Tensor& x, const at::Tensor& h0_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
+    const c10::optional<at::Tensor>& b_hh, bool has_bias, const at::Tensor& out_, const std::vector<at::Tensor>& gates_,
+    const at::Tensor& ghn_, const c10::optional<at::Tensor>& dout_, const c10::optional<at::Tensor>& dhT,
+    bool need_dx, bool need_dh0) {
+  TORCH_CHECK(x.dim() == 3 && x.device().is_cpu(), "x must be a (B, T, F) CPU tensor");
+  TORCH_CHECK(gates_.size() == 3, "three gate sequences");
+  const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1), G = 3 * U;
+  TORCH_CHECK(Tn > 0, "empty sequence");
+  TORCH_CHECK(w_hh_.size(0) == G && w_ih_.sizes() == at::IntArrayRef({G, F}), "weight shapes");
+  TORCH_CHECK(B * G < (int64_t(1) << 31), "too large for 32-bit BLAS");
+  const std::vector<int64_t> seq_shape = {B, Tn, U};
+  for (const at::Tensor* t : {&out_, &ghn_, &gates_[0], &gates_[1], &gates_[2]})
+    TORCH_CHECK(t->sizes() == at::IntArrayRef(seq_shape) && t->scalar_type() == x.scalar_type(), "sequence shapes");
+  const auto opt = x.options();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), h0 = h0_.contiguous();
+  const at::Tensor out = time_major(out_);
+  std::vector<at::Tensor> gates;
+  for (const auto& g : gates_) gates.push_back(time_major(g));
+  at::Tensor hn = time_major(ghn_);
+  if (b_hh.has_value() && b_hh->defined()) hn = hn + b_hh->narrow(0, 2 * U, U);   // hn = h W_hn^T + b_hn
+  const bool has_dout = dout_.has_value() && dout_->defined();
+  const at::Tensor dout = has_dout ? time_major(*dout_) : at::Tensor();
+  at::Tensor dh = (dhT.has_value() && dhT->defined()) ? dhT->contiguous().clone() : at::zeros({B, U}, opt);
+  at::Tensor dgx = at::empty({Tn * B, G}, opt), dgh = at::empty({Tn * B, G}, opt);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_backward", [&] {
+    const scalar_t* gp[3];
+    for (int k = 0; k < 3; ++k) gp[k] = gates[k].data_ptr<scalar_t>();
+    gru_bwd_loop<scalar_t>(w_hh, h0.data_ptr<scalar_t>(), Tn, B, U, out.data_ptr<scalar_t>(), gp,
+                           hn.data_ptr<scalar_t>(), has_dout ? dout.data_ptr<scalar_t>() : nullptr,
+                           dh.data_ptr<scalar_t>(), dgx.data_ptr<scalar_t>(), dgh.data_ptr<scalar_t>(), need_dh0);
+  });
+  const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
+  at::Tensor dw_ih = at::mm(dgx.t(), x2);
+  at::Tensor dw_hh = at::mm(dgh.narrow(0, 0, B).t(), h0);
+  if (Tn > 1)
+    dw_hh.addmm_(dgh.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  c10::optional<at::Tensor> db_ih, db_hh, dx, dh0;
+  if (has_bias) { db_ih = dgx.sum(0); db_hh = dgh.sum(0); }
+  if (need_dx) dx = at::mm(dgx, w_ih).view({Tn, B, F}).transpose(0, 1);
+  if (need_dh0) dh0 = dh;
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
 }
 
 }  // namespace rnnstate_ext

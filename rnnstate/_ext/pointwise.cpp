@@ -233,3 +233,39 @@ void rnn_step_f64(double* __restrict z, const double* __restrict bhh, int64_t n,
 }
 
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+
+// GRU backward, one step (forward: r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r * hn),
+// h_t = z * h_{t-1} + (1 - z) * n):
+//     dz = dh (h_{t-1} - n);  dn = dh (1 - z);  da_n = dn (1 - n^2);  dr = da_n hn
+//     dgx = [dr r(1-r), dz z(1-z), da_n];  dgh = [dr r(1-r), dz z(1-z), da_n r];  dh_{t-1} (direct) = dh z
+template <bool WithOut, typename T>
+inline void gru_bwd_body(const T* __restrict gz, const T* __restrict gr, const T* __restrict gn,
+                         const T* __restrict hn, const T* __restrict hp, const T* __restrict dout,
+                         T* __restrict dh, T* __restrict dgx, T* __restrict dgh, int64_t U, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const T z = gz[k], r = gr[k], nn = gn[k];
+    const T d = WithOut ? dh[k] + dout[k] : dh[k];
+    const T da_n = d * (T(1) - z) * (T(1) - nn * nn);
+    const T da_r = da_n * hn[k] * (r * (T(1) - r));
+    const T da_z = d * (hp[k] - nn) * (z * (T(1) - z));
+    dgx[k] = da_r; dgx[U + k] = da_z; dgx[2 * U + k] = da_n;
+    dgh[k] = da_r; dgh[U + k] = da_z; dgh[2 * U + k] = da_n * r;
+    dh[k] = d * z;
+  }
+}
+
+RS_CLONES void gru_step_bwd_f32(const float* gz, const float* gr, const float* gn, const float* hn, const float* hp,
+                                const float* dout, float* dh, float* dgx, float* dgh, int64_t U, int64_t n) {
+  if (dout != nullptr) gru_bwd_body<true>(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
+  else gru_bwd_body<false>(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
+}
+
+void gru_step_bwd_f64(const double* gz, const double* gr, const double* gn, const double* hn, const double* hp,
+                      const double* dout, double* dh, double* dgx, double* dgh, int64_t U, int64_t n) {
+  if (dout != nullptr) gru_bwd_body<true>(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
+  else gru_bwd_body<false>(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
+}
+
+}  // namespace rnnstate_ext

@@ -47,3 +47,16 @@ namespace rnnstate_ext {
 void rnn_step_f32(float* z, const float* bhh, int64_t n, bool relu);
 void rnn_step_f64(double* z, const double* bhh, int64_t n, bool relu);
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+// The per-step pointwise pass of the GRU backward (reset_after=True; backward.cpp), n units of one batch row.
+// Reads z, r, n, hn (= h_{t-1} @ W_hn^T + b_hn) and h_{t-1} at [k]; dh[k] holds dL/dh_t (plus dout[k] when
+// dout is not null) and is overwritten with the direct part of dL/dh_{t-1} (dh * z; the caller adds the
+// product through W_hh). Writes the pre-activation gradients in torch's gate order r, z, n: for the input
+// projection into dgx (r at dgx[k], z at dgx[U+k], n at dgx[2U+k]) and for the recurrent one into dgh
+// (the same, but n scaled by r).
+void gru_step_bwd_f32(const float* gz, const float* gr, const float* gn, const float* hn, const float* hp,
+                      const float* dout, float* dh, float* dgx, float* dgh, int64_t U, int64_t n);
+void gru_step_bwd_f64(const double* gz, const double* gr, const double* gn, const double* hn, const double* hp,
+                      const double* dout, double* dh, double* dgx, double* dgh, int64_t U, int64_t n);
+}  // namespace rnnstate_ext

@@ -225,9 +225,8 @@ class RNN(Layer):
                                                                  want_gates=want_g)
                 self.last_path = fused.compiled_path(cell)
             elif recording and not (want_c or want_g) and fused.compiled_train_reason(cell, xs, state) is None:
-                outputs, final = fused.run_compiled_train(cell, xs, state)
+                outputs, final, self.last_path = fused.run_compiled_train(cell, xs, state)
                 seqs = gates = None
-                self.last_path = fused.COMPILED_TRAIN_PATH
             else:
                 if short and not (want_c or want_g):
                     outputs, final = fused.run_cell_op(cell, xs, state)

@@ -219,6 +219,7 @@ def _kernel_inputs_reason(x) -> str | None:
 
 
 COMPILED_TRAIN_PATH = _ext.PATH_NAME + " (training, short sequence: compiled forward and backward)"
+COMPILED_GRU_TRAIN_PATH = _ext.GRU_PATH_NAME + " (training: compiled forward and backward)"
 # Measured on CPU (benchmarks/README.md): the compiled training loop is 0.85-1.0x torch's oneDNN
 # forward+backward up to about 32 steps at batch >= 8; beyond, or at batch < 8, oneDNN is faster.
 COMPILED_TRAIN_MAX_STEPS = 32
@@ -226,14 +227,24 @@ COMPILED_TRAIN_MIN_BATCH = 8
 
 
 def compiled_train_reason(cell, x, state) -> str | None:
-    """Why an LSTM call under autograd does not use the compiled forward+backward (None when it
-    does). Call only for a configuration ``unsupported_reason`` accepts."""
-    if type(cell).__name__ != "LSTMCell":
-        return "LSTM only"
+    """Why a call under autograd does not use the compiled forward+backward (None when it does). Call
+    only for a configuration ``unsupported_reason`` accepts. The GRU's (reset_after=True) always does
+    on CPU: torch's GRU has no oneDNN kernel, and the compiled one takes 0.1-0.8x its time (about 1x
+    at (256, 100, 32, 256)); the LSTM's only where it beats oneDNN (short sequences, batch >= 8)."""
+    name = type(cell).__name__
+    if name not in ("LSTMCell", "GRUCell"):
+        return "LSTM and GRU only"
     reason = _kernel_inputs_reason(x)
     if reason is not None:
         return reason
     B, T = x.shape[0], x.shape[1]
+    if name == "GRUCell":
+        if not cell.reset_after:
+            return "reset_after=False"
+        if T < 1:
+            return "no timesteps"
+        return "inputs, states and weights differ in dtype or device" if _dtype_device_mismatch(
+            cell, x, state, cell.bias_hh) else None
     if not 1 <= T <= COMPILED_TRAIN_MAX_STEPS:
         return f"{T} timesteps; oneDNN is faster beyond {COMPILED_TRAIN_MAX_STEPS}"
     if B < COMPILED_TRAIN_MIN_BATCH:
@@ -244,9 +255,12 @@ def compiled_train_reason(cell, x, state) -> str | None:
 
 
 def run_compiled_train(cell, x, state):
-    """LSTM over x (B, T, F) from state, differentiable: (outputs (B, T, U), final state)."""
+    """LSTM or GRU over x (B, T, F) from state, differentiable: (outputs (B, T, U), final state, path)."""
+    if type(cell).__name__ == "GRUCell":
+        out, h = _ext.gru_train(x, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        return out, cell.state_type(h), COMPILED_GRU_TRAIN_PATH
     out, h, c = _ext.lstm_train(x, state[0], state[1], cell.weight_ih, cell.weight_hh, cell.bias_ih)
-    return out, cell.state_type(h, c)
+    return out, cell.state_type(h, c), COMPILED_TRAIN_PATH
 
 
 def compiled_reason(cell, x, state) -> str | None:
@@ -295,3 +309,17 @@ def run_compiled(cell, x, state, *, want_states: bool, want_gates: bool):
     out, h, c, cs, gates = _ext.lstm_sequence(x, h0, c0, cell.weight_ih, cell.weight_hh, cell.bias_ih,
                                               want_c=want_states, want_gates=want_gates)
     return out, cell.state_type(h, c), ((out, cs) if want_states else None), gates
+
+
+def run_full(cell, x, state, *, training=False):
+    """The whole sequence on the fastest kernel that applies (compiled loop in inference or training where
+    it is faster, else torch's op): (outputs (B, T, U), final state, path). Used where no sequences
+    are asked for (masked runs)."""
+    recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
+    if not recording and prefers_compiled(cell) and compiled_reason(cell, x, state) is None:
+        out, final, _, _ = run_compiled(cell, x, state, want_states=False, want_gates=False)
+        return out, final, compiled_path(cell)
+    if recording and compiled_train_reason(cell, x, state) is None:
+        return run_compiled_train(cell, x, state)
+    out, final = run(cell, x, state, training=training)
+    return out, final, kernel_name(x.device)

@@ -59,11 +59,11 @@ def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_out
     name = fused.kernel_name(x.device)
     last = (steps - 1).view(B, 1, 1)
     if not (lstm and need_state):                # full run; h (GRU, SimpleRNN: the state) at len - 1
-        out, _ = fused.run(cell, x, state, training=training)
+        out, _, kernel = fused.run_full(cell, x, state, training=training)
         final = None
         if need_state:
             final = [out.gather(1, last.expand(B, 1, out.shape[2])).squeeze(1)]
-        path = name + " (right-padded mask: full run, outputs selected)"
+        path = kernel.split(" (")[0] + " (right-padded mask: full run, outputs selected)"
     elif fused.compiled_reason(cell, x, state) is None:      # inference, CPU: c from the compiled loop
         out, _, _, cs, _ = _ext.lstm_sequence(x, state[0], state[1], cell.weight_ih, cell.weight_hh, cell.bias_ih,
                                              want_c=True, want_gates=False)
