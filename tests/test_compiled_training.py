@@ -180,3 +180,26 @@ def test_gru_layer_training_path():
     r = L.GRU(4, reset_after=False)
     r(x)
     assert r.last_path.startswith("reference loop") and "reset_after=False" in r.last_path
+
+
+# ---- SimpleRNN ---------------------------------------------------------------------------------------------
+@needs_ext
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("B,T,F,U,dtype,bias", [(3, 5, 4, 6, torch.float64, True), (1, 1, 2, 3, torch.float64, False),
+                                                (9, 40, 2, 130, torch.float32, True)])
+def test_rnn_kernel_gradients_equal_torch_rnn(relu, B, T, F, U, dtype, bias):
+    """Oracle: torch.nn.RNN's own autograd, same parameters."""
+    torch.manual_seed(0)
+    m = torch.nn.RNN(F, U, batch_first=True, bias=bias, nonlinearity="relu" if relu else "tanh").to(dtype)
+    x = torch.randn(B, T, F, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(B, U, dtype=dtype, requires_grad=True)
+    ps = list(m.parameters())
+    wy = torch.randn(B, T, U, dtype=dtype)
+    out, h = m(x, h0[None])
+    ref = _grads((out * wy).sum() + (h[0] ** 2).sum(), [x, h0] + ps)
+    out2, h2 = _ext.rnn_train(x, h0, *(ps if bias else ps + [None, None]), relu=relu)
+    got = _grads((out2 * wy).sum() + (h2 ** 2).sum(), [x, h0] + ps)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(out2, out, **tol)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        torch.testing.assert_close(g, r, msg=f"grad {i}", **tol)

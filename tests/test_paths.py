@@ -39,8 +39,8 @@ def test_fused_equals_loop_values_and_grads(kind, kernels, go_backwards, with_in
     n = 2 if kind == "LSTM" else 1
     init = [torch.randn(B, U, requires_grad=True) for _ in range(n)] if with_init else None
     ra = a(x, initial_state=init, training=True)
-    compiled_gru = kind == "GRU" and kernels == "auto" and _ext.unavailable_reason() is None
-    assert a.last_path.startswith("compiled-GRU (training" if compiled_gru else "fused-")
+    compiled = kind != "LSTM" and kernels == "auto" and _ext.unavailable_reason() is None
+    assert a.last_path.startswith(f"compiled-{kind} (training" if compiled else "fused-")
     gx_a = torch.autograd.grad(sum(r.square().sum() for r in ra), [x] + list(a.parameters()) + (init or []))
     rb = b(x, initial_state=init, training=True)
     assert b.last_path.startswith("reference loop")
@@ -141,7 +141,7 @@ def test_single_step_cell_op_equals_loop(kind):
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
     ra = a(x, initial_state=init)                      # under autograd: the sequence kernel (faster backward)
-    assert a.last_path.startswith("compiled-GRU (training" if kind == "GRU" else "fused-")
+    assert a.last_path.startswith("fused-" if kind == "LSTM" else f"compiled-{kind} (training")
     assert "cell ops" not in a.last_path
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)

@@ -420,6 +420,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("gru_sequence", &gru_sequence, "GRU (reset_after=True) forward over (B, T, F) with gate sequences",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
         pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"), pybind11::arg("train") = false);
+  m.def("rnn_backward", &rnnstate_ext::rnn_backward, "SimpleRNN backward through time", pybind11::arg("x"),
+        pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"), pybind11::arg("has_bias"),
+        pybind11::arg("relu"), pybind11::arg("out"), pybind11::arg("dout"), pybind11::arg("dhT"),
+        pybind11::arg("need_dx"), pybind11::arg("need_dh0"));
   m.def("gru_backward", &rnnstate_ext::gru_backward, "GRU (reset_after=True) backward through time",
         pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
         pybind11::arg("b_hh"), pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("gates"),

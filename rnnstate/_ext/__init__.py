@@ -159,3 +159,30 @@ def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     """GRU (reset_after=True; torch's layout, gate order r, z, n) over x (B, T >= 1, F), differentiable
     (the backward is compiled too). bias_ih and bias_hh both or neither. Returns (outputs, h_T)."""
     return _GRUTrain.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+class _RNNTrain(torch.autograd.Function):
+    """The compiled SimpleRNN loop under autograd (its outputs are all the backward reads)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu):
+        out, hT = _C.rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
+        ctx.save_for_backward(x, h0, weight_ih, weight_hh, out)
+        ctx.has_bias, ctx.relu = bias_ih is not None, relu
+        ctx.set_materialize_grads(False)
+        return out, hT
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_hT):
+        x, h0, w_ih, w_hh, out = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dx, dh0, dw_ih, dw_hh, db = _C.rnn_backward(x, h0, w_ih, w_hh, ctx.has_bias, ctx.relu, out, d_out, d_hT,
+                                                    need[0], need[1])
+        return (dx, dh0 if need[1] else None, dw_ih if need[2] else None, dw_hh if need[3] else None,
+                db if need[4] else None, db if need[5] else None, None)
+
+
+def rnn_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
+    """SimpleRNN over x (B, T >= 1, F), differentiable (the backward is compiled too). Returns (outputs, h_T)."""
+    return _RNNTrain.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)

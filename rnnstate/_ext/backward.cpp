@@ -113,6 +113,32 @@ void gru_bwd_loop(const at::Tensor& w_hh, const T* h0, int64_t Tn, int64_t B, in
   }
 }
 
+inline void rnn_bwd(const float* h, const float* dh, const float* dout, float* da, int64_t n, bool relu) {
+  rnnstate_ext::rnn_step_bwd_f32(h, dh, dout, da, n, relu);
+}
+inline void rnn_bwd(const double* h, const double* dh, const double* dout, double* da, int64_t n, bool relu) {
+  rnnstate_ext::rnn_step_bwd_f64(h, dh, dout, da, n, relu);
+}
+
+template <typename T>
+void rnn_bwd_loop(const at::Tensor& w_hh, int64_t Tn, int64_t B, int64_t U, const T* out, const T* dout, T* dh,
+                  T* da_all, bool relu, bool need_dh0) {
+  const int64_t BU = B * U;
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    T* da = da_all + t * BU;
+    const int64_t o = t * BU;
+    auto body = [&](int64_t begin, int64_t end) {
+      rnn_bwd(out + o + begin, dh + begin, dout ? dout + o + begin : nullptr, da + begin, end - begin, relu);
+    };
+    if (BU <= kGrain) {
+      body(0, BU);
+    } else {
+      at::parallel_for(0, BU, kGrain / 2, body);
+    }
+    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, U, U, da, dh);      // dL/dh_{t-1} = da_t @ W_hh
+  }
+}
+
 at::Tensor time_major(const at::Tensor& seq) {       // (B, T, U) view of (T, B, U) storage, or a copy
   at::Tensor tm = seq.transpose(0, 1);
   return tm.is_contiguous() ? tm : tm.contiguous();
@@ -217,6 +243,42 @@ std::vector<c10::optional<at::Tensor>> gru_backward(
   if (need_dx) dx = at::mm(dgx, w_ih).view({Tn, B, F}).transpose(0, 1);
   if (need_dh0) dh0 = dh;
   return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh};
+}
+
+// SimpleRNN (h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act tanh or relu). x (B, T, F); h0 (B, U);
+// out: the forward's (B, T, U) outputs; dout (B, T, U), dhT (B, U): incoming gradients, None for zero.
+// Per step ONE pointwise pass (da_t = dh act'(h_t)) and ONE BLAS call (dh_{t-1} = da_t @ W_hh).
+// Returns [dx or None, dh0 or None, dw_ih, dw_hh, db or None] (db: the gradient of b_ih and of b_hh alike).
+std::vector<c10::optional<at::Tensor>> rnn_backward(
+    const at::Tensor& x, const at::Tensor& h0_, const at::Tensor& w_ih_, const at::Tensor& w_hh_, bool has_bias,
+    bool relu, const at::Tensor& out_, const c10::optional<at::Tensor>& dout_, const c10::optional<at::Tensor>& dhT,
+    bool need_dx, bool need_dh0) {
+  TORCH_CHECK(x.dim() == 3 && x.device().is_cpu(), "x must be a (B, T, F) CPU tensor");
+  const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = w_hh_.size(1);
+  TORCH_CHECK(Tn > 0, "empty sequence");
+  TORCH_CHECK(w_hh_.size(0) == U && w_ih_.sizes() == at::IntArrayRef({U, F}), "weight shapes");
+  TORCH_CHECK(out_.sizes() == at::IntArrayRef({B, Tn, U}) && out_.scalar_type() == x.scalar_type(), "outputs");
+  const auto opt = x.options();
+  const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), h0 = h0_.contiguous();
+  const at::Tensor out = time_major(out_);
+  const bool has_dout = dout_.has_value() && dout_->defined();
+  const at::Tensor dout = has_dout ? time_major(*dout_) : at::Tensor();
+  at::Tensor dh = (dhT.has_value() && dhT->defined()) ? dhT->contiguous().clone() : at::zeros({B, U}, opt);
+  at::Tensor da = at::empty({Tn * B, U}, opt);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_rnn_backward", [&] {
+    rnn_bwd_loop<scalar_t>(w_hh, Tn, B, U, out.data_ptr<scalar_t>(), has_dout ? dout.data_ptr<scalar_t>() : nullptr,
+                           dh.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), relu, need_dh0);
+  });
+  const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
+  at::Tensor dw_ih = at::mm(da.t(), x2);
+  at::Tensor dw_hh = at::mm(da.narrow(0, 0, B).t(), h0);
+  if (Tn > 1)
+    dw_hh.addmm_(da.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  c10::optional<at::Tensor> db, dx, dh0;
+  if (has_bias) db = da.sum(0);
+  if (need_dx) dx = at::mm(da, w_ih).view({Tn, B, F}).transpose(0, 1);
+  if (need_dh0) dh0 = dh;
+  return {dx, dh0, dw_ih, dw_hh, db};
 }
 
 }  // namespace rnnstate_ext

@@ -269,3 +269,27 @@ void gru_step_bwd_f64(const double* gz, const double* gr, const double* gn, cons
 }
 
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+
+template <typename T>
+inline void rnn_bwd_body(const T* __restrict h, const T* __restrict dh, const T* __restrict dout, T* __restrict da,
+                         int64_t n, bool relu) {
+  if (relu) {
+    if (dout != nullptr) for (int64_t k = 0; k < n; ++k) da[k] = h[k] > T(0) ? dh[k] + dout[k] : T(0);
+    else for (int64_t k = 0; k < n; ++k) da[k] = h[k] > T(0) ? dh[k] : T(0);
+  } else {
+    if (dout != nullptr) for (int64_t k = 0; k < n; ++k) da[k] = (dh[k] + dout[k]) * (T(1) - h[k] * h[k]);
+    else for (int64_t k = 0; k < n; ++k) da[k] = dh[k] * (T(1) - h[k] * h[k]);
+  }
+}
+
+RS_CLONES void rnn_step_bwd_f32(const float* h, const float* dh, const float* dout, float* da, int64_t n, bool relu) {
+  rnn_bwd_body(h, dh, dout, da, n, relu);
+}
+
+void rnn_step_bwd_f64(const double* h, const double* dh, const double* dout, double* da, int64_t n, bool relu) {
+  rnn_bwd_body(h, dh, dout, da, n, relu);
+}
+
+}  // namespace rnnstate_ext

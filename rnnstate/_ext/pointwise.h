@@ -60,3 +60,10 @@ void gru_step_bwd_f32(const float* gz, const float* gr, const float* gn, const f
 void gru_step_bwd_f64(const double* gz, const double* gr, const double* gn, const double* hn, const double* hp,
                       const double* dout, double* dh, double* dgx, double* dgh, int64_t U, int64_t n);
 }  // namespace rnnstate_ext
+
+namespace rnnstate_ext {
+// The per-step pointwise pass of the SimpleRNN backward: da[k] = (dh[k] (+ dout[k])) * act'(h[k]) with h the
+// step's output (tanh: 1 - h^2; relu: h > 0).
+void rnn_step_bwd_f32(const float* h, const float* dh, const float* dout, float* da, int64_t n, bool relu);
+void rnn_step_bwd_f64(const double* h, const double* dh, const double* dout, double* da, int64_t n, bool relu);
+}  // namespace rnnstate_ext

@@ -220,6 +220,7 @@ def _kernel_inputs_reason(x) -> str | None:
 
 COMPILED_TRAIN_PATH = _ext.PATH_NAME + " (training, short sequence: compiled forward and backward)"
 COMPILED_GRU_TRAIN_PATH = _ext.GRU_PATH_NAME + " (training: compiled forward and backward)"
+COMPILED_RNN_TRAIN_PATH = _ext.RNN_PATH_NAME + " (training: compiled forward and backward)"
 # Measured on CPU (benchmarks/README.md): the compiled training loop is 0.85-1.0x torch's oneDNN
 # forward+backward up to about 32 steps at batch >= 8; beyond, or at batch < 8, oneDNN is faster.
 COMPILED_TRAIN_MAX_STEPS = 32
@@ -228,18 +229,19 @@ COMPILED_TRAIN_MIN_BATCH = 8
 
 def compiled_train_reason(cell, x, state) -> str | None:
     """Why a call under autograd does not use the compiled forward+backward (None when it does). Call
-    only for a configuration ``unsupported_reason`` accepts. The GRU's (reset_after=True) always does
-    on CPU: torch's GRU has no oneDNN kernel, and the compiled one takes 0.1-0.8x its time (about 1x
-    at (256, 100, 32, 256)); the LSTM's only where it beats oneDNN (short sequences, batch >= 8)."""
+    only for a configuration ``unsupported_reason`` accepts. The GRU's (reset_after=True) and the
+    SimpleRNN's always do on CPU: torch has no oneDNN kernel for them, and the compiled ones take
+    0.1-0.85x its time (about 1x for the GRU at (256, 100, 32, 256)); the LSTM's only where it beats
+    oneDNN (short sequences, batch >= 8)."""
     name = type(cell).__name__
-    if name not in ("LSTMCell", "GRUCell"):
-        return "LSTM and GRU only"
+    if name not in ("LSTMCell", "GRUCell", "SimpleRNNCell"):
+        return "LSTM, GRU and SimpleRNN only"
     reason = _kernel_inputs_reason(x)
     if reason is not None:
         return reason
     B, T = x.shape[0], x.shape[1]
-    if name == "GRUCell":
-        if not cell.reset_after:
+    if name in ("GRUCell", "SimpleRNNCell"):
+        if name == "GRUCell" and not cell.reset_after:
             return "reset_after=False"
         if T < 1:
             return "no timesteps"
@@ -259,6 +261,10 @@ def run_compiled_train(cell, x, state):
     if type(cell).__name__ == "GRUCell":
         out, h = _ext.gru_train(x, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
         return out, cell.state_type(h), COMPILED_GRU_TRAIN_PATH
+    if type(cell).__name__ == "SimpleRNNCell":
+        out, h = _ext.rnn_train(x, state[0], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                                relu=cell.activation_name == "relu")
+        return out, cell.state_type(h), COMPILED_RNN_TRAIN_PATH
     out, h, c = _ext.lstm_train(x, state[0], state[1], cell.weight_ih, cell.weight_hh, cell.bias_ih)
     return out, cell.state_type(h, c), COMPILED_TRAIN_PATH
 
