@@ -1,20 +1,26 @@
-"""Fused kernels: torch's own RNN ops (oneDNN on CPU, cuDNN on GPU). No semantics of their own.
+"""Fused kernels: torch's own RNN ops (oneDNN on CPU, cuDNN on GPU) and rnnstate's compiled CPU loops
+(``rnnstate._ext``). No semantics of their own.
 
 ``unsupported_reason`` says why a configuration can't run fused (``None`` when it can); the layer
-never picks a path by catching exceptions. ``run`` gives the same numbers as
-``rnnstate.loop.reference.time_loop`` (tested over the flag grid).
+never picks a path by catching exceptions. Every path gives the same numbers as
+``rnnstate.loop.reference.time_loop`` (tested over the flag grid, values and gradients).
 
-Cell-state and gate sequences: the fused ops return only the h sequence. Given it, every gate of
+Cell-state and gate sequences: torch's ops return only the h sequence. Given it, every gate of
 every step is one batched matmul on ``h_{t-1}`` (``recompute_sequences``); for the LSTM the cell
 state then follows from ``c_t = f_t * c_{t-1} + i_t * g_t``, one fused multiply-add per step.
-In inference on CPU the LSTM's and the GRU's (reset_after=True) sequences come instead from the
-compiled kernels (``rnnstate._ext``, ``run_compiled``): one time loop that writes h_t (c_t) and the
-gates of every step as it goes; ``compiled_reason`` says why it can't run (``None`` when it can).
+In inference on CPU the sequences come instead from the compiled loops (``run_compiled``): one
+time loop that writes h_t (c_t) and the gates of every step as it goes; ``compiled_reason`` says
+why it can't run (``None`` when it can).
 
-Training a CPU LSTM on short sequences (``compiled_train_reason``, ``run_compiled_train``): the same
-compiled loop keeps c_t and the gates, and a compiled backward (``_ext.lstm_train``) reads them. It
-does the work of torch's oneDNN backward with less set-up per call, which is most of the cost at
-short T; over long sequences oneDNN's set-up is amortised and it is faster, so the choice is by size.
+Which kernel on CPU, by measurement (benchmarks/README.md):
+
+* inference: the GRU (reset_after=True) and the SimpleRNN always run their compiled loops
+  (``prefers_compiled``: torch's ops for them are its native per-step loops; oneDNN has none), the
+  LSTM runs oneDNN (as fast as the compiled loop or faster) unless sequences are asked for or the
+  sequence is short (T <= 4, streaming);
+* training (``compiled_train_reason``, ``run_compiled_train``): the GRU and the SimpleRNN run the
+  compiled loop with a compiled backward, the LSTM only on short sequences (T <= 32, batch >= 8),
+  where oneDNN's per-call set-up is most of its time.
 """
 from __future__ import annotations
 
