@@ -203,3 +203,13 @@ def test_rnn_kernel_gradients_equal_torch_rnn(relu, B, T, F, U, dtype, bias):
     torch.testing.assert_close(out2, out, **tol)
     for i, (r, g) in enumerate(zip(ref, got)):
         torch.testing.assert_close(g, r, msg=f"grad {i}", **tol)
+
+
+@needs_ext
+def test_gru_and_rnn_training_choose_torch_for_large_batch_times_units():
+    big = fused.COMPILED_TRAIN_MAX_BATCH_UNITS // 4 + 1
+    for layer in (L.GRU(4), L.SimpleRNN(4)):
+        layer(torch.randn(big, 3, 2, requires_grad=True))
+        assert layer.last_path.startswith("fused-")
+        assert "batch x units" in fused.compiled_train_reason(layer.cell, torch.zeros(big, 3, 2),
+                                                              (torch.zeros(big, 4),))

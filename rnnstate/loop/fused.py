@@ -19,8 +19,8 @@ Which kernel on CPU, by measurement (benchmarks/README.md):
   LSTM runs oneDNN (as fast as the compiled loop or faster) unless sequences are asked for or the
   sequence is short (T <= 4, streaming);
 * training (``compiled_train_reason``, ``run_compiled_train``): the GRU and the SimpleRNN run the
-  compiled loop with a compiled backward, the LSTM only on short sequences (T <= 32, batch >= 8),
-  where oneDNN's per-call set-up is most of its time.
+  compiled loop with a compiled backward (up to batch x units = 32768), the LSTM only on short
+  sequences (T <= 32, batch >= 8), where oneDNN's per-call set-up is most of its time.
 """
 from __future__ import annotations
 
@@ -231,14 +231,17 @@ COMPILED_RNN_TRAIN_PATH = _ext.RNN_PATH_NAME + " (training: compiled forward and
 # forward+backward up to about 32 steps at batch >= 8; beyond, or at batch < 8, oneDNN is faster.
 COMPILED_TRAIN_MAX_STEPS = 32
 COMPILED_TRAIN_MIN_BATCH = 8
+# GRU / SimpleRNN training: 0.1-0.8x torch's time up to batch x units of 16384 (B=32, U=512); at
+# 65536 (B=256, U=256) 1.05-1.2x, where torch's per-step ops are large enough to run efficiently.
+COMPILED_TRAIN_MAX_BATCH_UNITS = 32768
 
 
 def compiled_train_reason(cell, x, state) -> str | None:
     """Why a call under autograd does not use the compiled forward+backward (None when it does). Call
     only for a configuration ``unsupported_reason`` accepts. The GRU's (reset_after=True) and the
-    SimpleRNN's always do on CPU: torch has no oneDNN kernel for them, and the compiled ones take
-    0.1-0.85x its time (about 1x for the GRU at (256, 100, 32, 256)); the LSTM's only where it beats
-    oneDNN (short sequences, batch >= 8)."""
+    SimpleRNN's do on CPU up to batch x units of 32768: torch has no oneDNN kernel for them, and the
+    compiled ones take 0.1-0.85x its time there; the LSTM's only where it beats oneDNN (short
+    sequences, batch >= 8)."""
     name = type(cell).__name__
     if name not in ("LSTMCell", "GRUCell", "SimpleRNNCell"):
         return "LSTM, GRU and SimpleRNN only"
@@ -251,6 +254,9 @@ def compiled_train_reason(cell, x, state) -> str | None:
             return "reset_after=False"
         if T < 1:
             return "no timesteps"
+        if B * cell.units > COMPILED_TRAIN_MAX_BATCH_UNITS:
+            return (f"batch x units = {B * cell.units}; torch's op is as fast beyond "
+                    f"{COMPILED_TRAIN_MAX_BATCH_UNITS}")
         return "inputs, states and weights differ in dtype or device" if _dtype_device_mismatch(
             cell, x, state, cell.bias_hh) else None
     if not 1 <= T <= COMPILED_TRAIN_MAX_STEPS:
