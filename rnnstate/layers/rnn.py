@@ -69,7 +69,7 @@ class RNN(Layer):
         if self.return_gate_sequences and not getattr(cell, "gate_names", ()):
             raise _checks.error(self, f"argument `return_gate_sequences=True` needs a gated cell (LSTM, GRU); "
                                       f"{type(cell).__name__} has no gates.")
-        self.last_path = None          # "fused-oneDNN", "fused-cuDNN", "reference loop (<reason>)"
+        self.last_path = None          # "fused-oneDNN", "fused-cuDNN", "compiled-GRU (...)", "reference loop (<reason>)"
         self._states = None            # stateful: the carried state (NamedTuple of (B, U) tensors)
         self._fields = self._result_fields()
 
@@ -233,7 +233,7 @@ class RNN(Layer):
                     self.last_path = fused.CELL_OP_PATH
                 else:
                     outputs, final = fused.run(cell, xs, state, training=training)
-                    self.last_path = fused.kernel_name(x.device)
+                    self.last_path = fused.kernel_name(x.device, cell)
                 seqs = gates = None
                 if want_c or want_g:
                     seqs, gates = fused.recompute_sequences(cell, xs, state, outputs, want_states=want_c,

@@ -34,10 +34,14 @@ _FUSED_CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
 _NAMES: dict = {}
 
 
-def kernel_name(device: torch.device) -> str:
+def kernel_name(device: torch.device, cell=None) -> str:
+    """The ``last_path`` label of torch's fused op on `device` (for `cell`: oneDNN has an LSTM kernel
+    only; torch runs the GRU and the SimpleRNN on CPU with its native loop, "fused-CPU")."""
     name = _NAMES.get(device.type)
     if name is None:
         name = _NAMES[device.type] = _kernel_name(device)
+    if name == "fused-oneDNN" and cell is not None and type(cell).__name__ != "LSTMCell":
+        return "fused-CPU"
     return name
 
 
@@ -340,4 +344,4 @@ def run_full(cell, x, state, *, training=False):
     if recording and compiled_train_reason(cell, x, state) is None:
         return run_compiled_train(cell, x, state)
     out, final = run(cell, x, state, training=training)
-    return out, final, kernel_name(x.device)
+    return out, final, kernel_name(x.device, cell)

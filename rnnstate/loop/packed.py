@@ -56,7 +56,7 @@ def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_out
         src = (steps[:, None] - 1 - t[None, :]).clamp(min=0)
         x = x.gather(1, src.unsqueeze(-1).expand(B, T, F))
     lstm = type(cell).__name__ == "LSTMCell"
-    name = fused.kernel_name(x.device)
+    name = fused.kernel_name(x.device, cell)
     last = (steps - 1).view(B, 1, 1)
     if not (lstm and need_state):                # full run; h (GRU, SimpleRNN: the state) at len - 1
         out, _, kernel = fused.run_full(cell, x, state, training=training)
