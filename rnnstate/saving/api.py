@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 
 from .. import serialization
-from . import _walk, config as cfg, keras_h5, native
+from . import _walk, config as cfg, keras_h5, native, training_state
 from ._io import (MAX_JSON_BYTES, MAX_MEMBER_BYTES, MAX_ZIP_RATIO, FileFormatError, atomic_write,
                   check_overwrite, fail, read_bytes, sniff)
 
@@ -347,6 +347,9 @@ def _dumps_native(model, include_states, with_config):
     meta = {"kind": "model" if with_config else "weights", "rnnstate_version": _version()}
     if with_config:
         meta["config"] = json.dumps(_keras_spec(model))
+        train_meta, train_tensors = training_state.collect(model)
+        meta.update(train_meta)
+        tensors.update(train_tensors)
     if include_states:
         for p, arrays in _collect_states(model).items():
             for i, a in enumerate(arrays):
@@ -356,13 +359,17 @@ def _dumps_native(model, include_states, with_config):
 
 
 def _split_native(tensors):
+    tensors, _ = training_state.split(tensors)
     return {k: v for k, v in tensors.items() if not k.startswith(native.STATES_PREFIX)}
 
 
-def _load_native(data, path):
+def _load_native(data, path, compile=True):
     meta, tensors = native.loads(data, path)
     spec = native.parse_config(meta, path)
-    return _finish(spec, lambda dry: _split_native(tensors), lambda: _native_states(tensors, path), path)
+    model = _finish(spec, lambda dry: _split_native(tensors), lambda: _native_states(tensors, path), path)
+    if compile and training_state.KEY in meta:
+        training_state.restore(model, meta, training_state.split(tensors)[1], path)
+    return model
 
 
 # ---- public -------------------------------------------------------------------------------------------
@@ -400,9 +407,11 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     Never executes code: classes come only from rnnstate's registry (a ``Lambda`` or unknown class is
     refused), and no pickle is read. Every size, shape and count in the file is checked before the
     model is built and before any weight is assigned; a bad file raises ``ValueError``
-    (``rnnstate.saving.FileFormatError``) naming the file and the problem. `compile` and
-    `safe_mode` are accepted for Keras compatibility (loading is always safe; training configs are
-    not restored).
+    (``rnnstate.saving.FileFormatError``) naming the file and the problem. With `compile` (default)
+    a native file saved from a compiled model comes back compiled, with its optimizer state, so
+    `fit` resumes where it stopped (``rnnstate.saving.training_state``: when the optimizer is one of
+    rnnstate's and losses/metrics are given by name). `safe_mode` is accepted for Keras
+    compatibility (loading is always safe). ``.keras`` and ``.h5`` files load uncompiled.
     """
     _no_custom(custom_objects)
     if os.path.isdir(filepath):
@@ -416,7 +425,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         if kind == "hdf5":
             return _load_legacy(data, filepath)
         if kind == "safetensors":
-            return _load_native(data, filepath)
+            return _load_native(data, filepath, compile=compile)
     except RecursionError as e:
         raise fail(filepath, "the file's structures are nested too deeply.", e) from None
     raise fail(filepath, f"unrecognised format (first bytes {data[:8]!r}): expected a '.keras' zip, a Keras "

@@ -22,7 +22,9 @@ Layout:
 tensors
     every weight, float32, Keras layout, named by its native path (``layers/lstm/cell/kernel``, see
     ``rnnstate.saving._walk``); with ``include_states=True`` the carried state of each stateful
-    layer as ``__states__/<layer path>/<i>``.
+    layer as ``__states__/<layer path>/<i>``; for a compiled model, the optimizer's state as
+    ``__optimizer__/<param index>/<name>`` with the compile arguments in ``compile_config``
+    (``rnnstate.saving.training_state``).
 
 Reading validates the whole header (sizes, offsets, dtypes, digest) against the file before
 building or assigning anything.

@@ -60,6 +60,8 @@ class TrainingMixin:
             opt.build(params)
         self.optimizer = opt
         self.loss, self.loss_weights = loss, loss_weights
+        self._compile_args = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics,
+                              "weighted_metrics": weighted_metrics}     # saved with the model (native files)
         self._compiled_spec = spec
         self._loss_tracker = metrics_mod.Mean(name="loss")
         self._output_loss_trackers = [metrics_mod.Mean(name=n) for n in spec.loss_log_names]
