@@ -28,6 +28,7 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "loops.h"
 
 namespace {
 
@@ -97,8 +98,8 @@ struct RecurrentGemm {
   }
 };
 
-// Below this many elements per step the pointwise pass runs on one thread (fork/join costs more).
-constexpr int64_t kGrain = 4096;
+using rnnstate_ext::pointwise_pass;
+using rnnstate_ext::project_inputs;
 
 // Steps per chunk of the input projection: its buffer stays small (reused from the heap rather than
 // freshly mapped, and still in cache when the steps read it) while its GEMM stays large.
@@ -113,15 +114,12 @@ void lstm_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional
   const int64_t G = 4 * U, BU = B * U;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / (B * G)));
   at::Tensor xw = at::empty({chunk * B, G}, x2.options());
-  const bool bias = b_ih.has_value() && b_ih->defined();
   const at::Tensor w_ih_t = w_ih.t();
   RecurrentGemm<T> gemm(w_hh, B);
   for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
-    const at::Tensor x_c = x2.narrow(0, t0 * B, n_steps * B);
-    if (bias) at::addmm_out(xw_c, *b_ih, x_c, w_ih_t);          // x_t @ W_ih^T + b_ih, n_steps steps
-    else at::mm_out(xw_c, x_c, w_ih_t);
+    project_inputs(xw_c, x2, t0 * B, n_steps * B, b_ih, w_ih_t);   // x_t @ W_ih^T + b_ih, n_steps steps
     T* xw_p = xw_c.data_ptr<T>();
     for (int64_t t = t0; t < t0 + n_steps; ++t) {
       T* z = xw_p + (t - t0) * B * G;                          // (B, 4U)
@@ -142,11 +140,7 @@ void lstm_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional
           idx += n;
         }
       };
-      if (BU <= kGrain) {
-        body(0, BU);
-      } else {
-        at::parallel_for(0, BU, kGrain / 2, body);
-      }
+      pointwise_pass(BU, body);
     }
   }
 }
@@ -251,15 +245,12 @@ void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
   at::Tensor xw = at::empty({chunk * B, G}, x2.options());
   at::Tensor gh_t = at::empty({B, G}, x2.options());
   T* gh = gh_t.data_ptr<T>();
-  const bool bias = b_ih.has_value() && b_ih->defined();
   const at::Tensor w_ih_t = w_ih.t();
   RecurrentGemm<T> gemm(w_hh, B);
   for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
-    const at::Tensor x_c = x2.narrow(0, t0 * B, n_steps * B);
-    if (bias) at::addmm_out(xw_c, *b_ih, x_c, w_ih_t);          // x_t @ W_ih^T + b_ih, n_steps steps
-    else at::mm_out(xw_c, x_c, w_ih_t);
+    project_inputs(xw_c, x2, t0 * B, n_steps * B, b_ih, w_ih_t);   // x_t @ W_ih^T + b_ih, n_steps steps
     T* xw_p = xw_c.data_ptr<T>();
     for (int64_t t = t0; t < t0 + n_steps; ++t) {
       const T* xz = xw_p + (t - t0) * B * G;                   // (B, 3U)
@@ -280,11 +271,7 @@ void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
           idx += n;
         }
       };
-      if (BU <= kGrain) {
-        body(0, BU);
-      } else {
-        at::parallel_for(0, BU, kGrain / 2, body);
-      }
+      pointwise_pass(BU, body);
       if (ghn_seq != nullptr)         // training: keep h_{t-1} @ W_hn^T, which the backward of n reads
         for (int64_t b = 0; b < B; ++b) std::memcpy(ghn_seq + o + b * U, gh + b * G + 2 * U, sizeof(T) * U);
     }
@@ -345,24 +332,17 @@ void rnn_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
               bool relu) {
   const int64_t BU = B * U;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / BU));
-  const bool bias = b_ih.has_value() && b_ih->defined();
   const at::Tensor w_ih_t = w_ih.t();
   RecurrentGemm<T> gemm(w_hh, B);
   for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = at::from_blob(out + t0 * BU, {n_steps * B, U}, x2.options());
-    const at::Tensor x_c = x2.narrow(0, t0 * B, n_steps * B);
-    if (bias) at::addmm_out(xw_c, *b_ih, x_c, w_ih_t);
-    else at::mm_out(xw_c, x_c, w_ih_t);
+    project_inputs(xw_c, x2, t0 * B, n_steps * B, b_ih, w_ih_t);
     for (int64_t t = t0; t < t0 + n_steps; ++t) {
       T* z = out + t * BU;
       gemm.add(t == 0 ? h0 : out + (t - 1) * BU, U, z);       // z += h_{t-1} @ W_hh^T
       auto body = [&](int64_t begin, int64_t end) { rnn_step(z + begin, bhh, end - begin, relu, U, begin); };
-      if (BU <= kGrain) {
-        body(0, BU);
-      } else {
-        at::parallel_for(0, BU, kGrain / 2, body);
-      }
+      pointwise_pass(BU, body);
     }
   }
 }

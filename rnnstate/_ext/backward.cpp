@@ -17,6 +17,7 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "loops.h"
 #include "pointwise.h"
 
 namespace {
@@ -60,7 +61,7 @@ inline void gru_bwd(const double* gz, const double* gr, const double* gn, const 
   rnnstate_ext::gru_step_bwd_f64(gz, gr, gn, hn, hp, dout, dh, dgx, dgh, U, n);
 }
 
-constexpr int64_t kGrain = 4096;   // as in _C.cpp: below this many elements a step runs on one thread
+using rnnstate_ext::pointwise_pass;
 
 template <typename T>
 void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, int64_t U, const T* cseq,
@@ -78,11 +79,7 @@ void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, i
         idx += n;
       }
     };
-    if (BU <= kGrain) {
-      body(0, BU);
-    } else {
-      at::parallel_for(0, BU, kGrain / 2, body);
-    }
+    pointwise_pass(BU, body);
     if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dz, dh);   // dL/dh_{t-1}
   }
 }
@@ -104,11 +101,7 @@ void gru_bwd_loop(const at::Tensor& w_hh, const T* h0, int64_t Tn, int64_t B, in
         idx += n;
       }
     };
-    if (BU <= kGrain) {
-      body(0, BU);
-    } else {
-      at::parallel_for(0, BU, kGrain / 2, body);
-    }
+    pointwise_pass(BU, body);
     if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dgh, dh, /*acc=*/true);   // + dgh_t @ W_hh
   }
 }
@@ -130,11 +123,7 @@ void rnn_bwd_loop(const at::Tensor& w_hh, int64_t Tn, int64_t B, int64_t U, cons
     auto body = [&](int64_t begin, int64_t end) {
       rnn_bwd(out + o + begin, dh + begin, dout ? dout + o + begin : nullptr, da + begin, end - begin, relu);
     };
-    if (BU <= kGrain) {
-      body(0, BU);
-    } else {
-      at::parallel_for(0, BU, kGrain / 2, body);
-    }
+    pointwise_pass(BU, body);
     if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, U, U, da, dh);      // dL/dh_{t-1} = da_t @ W_hh
   }
 }

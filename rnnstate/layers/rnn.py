@@ -211,34 +211,8 @@ class RNN(Layer):
             seqs = gates = None
         elif reason is None:
             xs = x.flip(1) if self.go_backwards else x
-            # c / gate sequences, and short sequences (streaming): the compiled loop in inference;
-            # else fused h + recompute, or torch's single-step cell ops
-            # (not under autograd: there the sequence kernel's backward is faster than the cell ops')
-            # (training an LSTM on short sequences: the compiled forward + backward, when it applies)
-            # (a GRU in inference: the compiled loop always, 0.2-0.8x torch.gru's time on CPU)
-            recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
-            short = xs.shape[1] <= fused.CELL_OP_MAX_STEPS and not recording
-            prefer = want_c or want_g or short or (not recording and fused.prefers_compiled(cell))
-            why_not_compiled = fused.compiled_reason(cell, xs, state) if prefer else ""
-            if why_not_compiled is None:
-                outputs, final, seqs, gates = fused.run_compiled(cell, xs, state, want_states=want_c,
-                                                                 want_gates=want_g)
-                self.last_path = fused.compiled_path(cell)
-            elif recording and not (want_c or want_g) and fused.compiled_train_reason(cell, xs, state) is None:
-                outputs, final, self.last_path = fused.run_compiled_train(cell, xs, state)
-                seqs = gates = None
-            else:
-                if short and not (want_c or want_g):
-                    outputs, final = fused.run_cell_op(cell, xs, state)
-                    self.last_path = fused.CELL_OP_PATH
-                else:
-                    outputs, final = fused.run(cell, xs, state, training=training)
-                    self.last_path = fused.kernel_name(x.device, cell)
-                seqs = gates = None
-                if want_c or want_g:
-                    seqs, gates = fused.recompute_sequences(cell, xs, state, outputs, want_states=want_c,
-                                                            want_gates=want_g)
-                    self.last_path += f" + gate recompute (no compiled kernel: {why_not_compiled})"
+            outputs, final, seqs, gates, self.last_path = fused.run_fast(
+                cell, xs, state, want_states=want_c, want_gates=want_g, training=training)
         else:
             if self.path == "fused":
                 raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")

@@ -333,15 +333,31 @@ def run_compiled(cell, x, state, *, want_states: bool, want_gates: bool):
     return out, cell.state_type(h, c), ((out, cs) if want_states else None), gates
 
 
-def run_full(cell, x, state, *, training=False):
-    """The whole sequence on the fastest kernel that applies (compiled loop in inference or training where
-    it is faster, else torch's op): (outputs (B, T, U), final state, path). Used where no sequences
-    are asked for (masked runs)."""
+def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=False):
+    """The sequence (already in processing order) on the fastest kernel that applies, by the policy in
+    this module's docstring: (outputs (B, T, U), final state, state_seqs or None, gates or None, path).
+    Call only when ``unsupported_reason`` and ``dynamic_reason`` are None."""
+    want = want_states or want_gates
     recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
-    if not recording and prefers_compiled(cell) and compiled_reason(cell, x, state) is None:
-        out, final, _, _ = run_compiled(cell, x, state, want_states=False, want_gates=False)
-        return out, final, compiled_path(cell)
-    if recording and compiled_train_reason(cell, x, state) is None:
-        return run_compiled_train(cell, x, state)
-    out, final = run(cell, x, state, training=training)
-    return out, final, kernel_name(x.device, cell)
+    # short sequences (streaming) in inference: the compiled loop or torch's single-step cell ops
+    # (not under autograd: there the sequence kernel's backward is faster than the cell ops')
+    short = x.shape[1] <= CELL_OP_MAX_STEPS and not recording
+    prefer = want or short or (not recording and prefers_compiled(cell))
+    why_not = compiled_reason(cell, x, state) if prefer else ""
+    if why_not is None:
+        out, final, seqs, gates = run_compiled(cell, x, state, want_states=want_states, want_gates=want_gates)
+        return out, final, seqs, gates, compiled_path(cell)
+    if recording and not want and compiled_train_reason(cell, x, state) is None:
+        out, final, path = run_compiled_train(cell, x, state)
+        return out, final, None, None, path
+    if short and not want:
+        out, final = run_cell_op(cell, x, state)
+        path = CELL_OP_PATH
+    else:
+        out, final = run(cell, x, state, training=training)
+        path = kernel_name(x.device, cell)
+    seqs = gates = None
+    if want:
+        seqs, gates = recompute_sequences(cell, x, state, out, want_states=want_states, want_gates=want_gates)
+        path += f" + gate recompute (no compiled kernel: {why_not})"
+    return out, final, seqs, gates, path

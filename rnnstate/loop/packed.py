@@ -56,10 +56,9 @@ def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_out
         src = (steps[:, None] - 1 - t[None, :]).clamp(min=0)
         x = x.gather(1, src.unsqueeze(-1).expand(B, T, F))
     lstm = type(cell).__name__ == "LSTMCell"
-    name = fused.kernel_name(x.device, cell)
     last = (steps - 1).view(B, 1, 1)
     if not (lstm and need_state):                # full run; h (GRU, SimpleRNN: the state) at len - 1
-        out, _, kernel = fused.run_full(cell, x, state, training=training)
+        out, _, _, _, kernel = fused.run_fast(cell, x, state, training=training)
         final = None
         if need_state:
             final = [out.gather(1, last.expand(B, 1, out.shape[2])).squeeze(1)]
@@ -72,7 +71,7 @@ def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_out
         path = _ext.PATH_NAME + " (right-padded mask: full run, outputs and c selected)"
     else:
         out, final = _run_packed(cell, x, state, steps, training)
-        path = name + " (packed sequences: right-padded mask)"
+        path = fused.kernel_name(x.device, cell) + " (packed sequences: right-padded mask)"
     out = _keras_outputs(out, lengths, steps, t, go_backwards, zero_output_for_mask)
     empty = lengths == 0
     if bool(empty.any()):                        # nothing valid: zeros out, the initial state kept

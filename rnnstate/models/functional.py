@@ -9,6 +9,7 @@ from .. import _checks
 from .._symbolic import SymbolicTensor, flatten, has_symbolic, map_structure, pack_like
 from ..layers.base import Layer, shape_of, to_tensor
 from ..layers.core import InputLayer
+from ..saving._walk import number_repeats
 from ..saving.mixin import SavingMixin
 from ..training import TrainingMixin
 from ..training.data import is_batch_iterable
@@ -94,7 +95,7 @@ class Model(TrainingMixin, SavingMixin, Layer):
             raise _checks.error(self, f"all layer names in a model must be unique; these repeat: {dup}.")
         self._layers = nn.ModuleDict({l.name: l for l in layers})
         self.input_names = [t.layer.name for t in self.inputs]
-        self.output_names = _unique([t.layer.name for t in self.outputs])
+        self.output_names = number_repeats([t.layer.name for t in self.outputs])
         self.built = True
 
     @property
@@ -339,14 +340,3 @@ class Model(TrainingMixin, SavingMixin, Layer):
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
 
-
-def _unique(names):
-    out, counts = [], {}
-    for n in names:
-        if n in counts:
-            counts[n] += 1
-            out.append(f"{n}_{counts[n]}")
-        else:
-            counts[n] = 0
-            out.append(n)
-    return out

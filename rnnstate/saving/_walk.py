@@ -105,11 +105,10 @@ def children(layer):
     return [("sublayers", list(subs))] if subs else []
 
 
-def container_names(items, class_name_of):
-    """Keras' names for the members of a list: snake_case(class), numbered per name in order."""
+def number_repeats(names):
+    """Keras' way of making names unique: the first ``x`` stays ``x``, later ones become ``x_1``, ``x_2``..."""
     used, out = {}, []
-    for item in items:
-        base = keras_snake(class_name_of(item))
+    for base in names:
         if base in used:
             used[base] += 1
             out.append(f"{base}_{used[base]}")
@@ -117,6 +116,11 @@ def container_names(items, class_name_of):
             used[base] = 0
             out.append(base)
     return out
+
+
+def container_names(items, class_name_of):
+    """Keras' names for the members of a list: snake_case(class), numbered per name in order."""
+    return number_repeats([keras_snake(class_name_of(item)) for item in items])
 
 
 def _layer_prefixes(model, prefix):

@@ -130,13 +130,12 @@ class Streamer:
         LSTM layer in a configuration the fused kernels run, returning no cell/gate sequences, in
         inference without autograd, with the compiled kernel available. Decided once."""
         from .. import _ext
-        from ..loop import fused
         layer = self.model if self._single else None
         cell = getattr(layer, "cell", None)
         ok = (type(cell).__name__ == "LSTMCell" and getattr(cell, "built", False) and not self.grad
               and not self.training and not layer.go_backwards and not layer.return_cell_sequence
               and not layer.return_gate_sequences and layer._static_reason() is None
-              and fused.unsupported_reason(cell) is None and _ext.unavailable_reason() is None)
+              and _ext.unavailable_reason() is None)
         if not ok:
             self._fast = False
         else:
