@@ -61,7 +61,7 @@ def _extensions():
 
     macros = [] if os.environ.get("RNNSTATE_EXT_NO_BLAS") else _blas_macros(torch)
     ext = CppExtension("rnnstate._ext._C", EXT_SOURCES, define_macros=macros,
-                       depends=[os.path.join("rnnstate", "_ext", h) for h in ("pointwise.h", "blas.h", "kernels.h")],
+                       depends=[os.path.join("rnnstate", "_ext", h) for h in ("pointwise.h", "blas.h", "kernels.h", "loops.h")],
                        extra_compile_args=["-O3", "-g0"], optional=True)
     return [ext], {"build_ext": BuildExt.with_options(use_ninja=False)}
 
