@@ -145,7 +145,10 @@ class Layer(nn.Module):
     def _maybe_build(self, input_shape):
         if not self.built:
             self.__dict__.pop("_device_cache", None)
-            self.build(input_shape)
+            # weights are ordinary trainable parameters even when the first call (the build) runs
+            # under torch.inference_mode() (which would make them inference tensors) or no_grad
+            with torch.inference_mode(False), torch.enable_grad():
+                self.build(input_shape)
             self.built = True
             self._build_shape = input_shape
             if not self._trainable:

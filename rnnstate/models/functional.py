@@ -93,7 +93,8 @@ class Model(TrainingMixin, SavingMixin, Layer):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise _checks.error(self, f"all layer names in a model must be unique; these repeat: {dup}.")
-        self._layers = nn.ModuleDict({l.name: l for l in layers})
+        self._layers = {l.name: l for l in layers}          # by name: get_layer
+        _register_by_position(self, layers)
         self.input_names = [t.layer.name for t in self.inputs]
         self.output_names = number_repeats([t.layer.name for t in self.outputs])
         self.built = True
@@ -340,3 +341,12 @@ class Model(TrainingMixin, SavingMixin, Layer):
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
 
+
+
+def _register_by_position(model, layers):
+    """Register `layers` as the torch submodule list ``layers``, so that ``state_dict`` keys are
+    ``layers.<position>.<param>`` (``model.layers[position]``), like ``nn.Sequential``'s: they do not
+    depend on the process-wide name counter, and a second copy of a model built in the same process
+    loads the first one's ``state_dict``. (Written to ``_modules`` directly: ``layers`` is also the
+    Keras property, which reads the same list.)"""
+    model._modules["layers"] = nn.ModuleList(layers)

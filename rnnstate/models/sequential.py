@@ -5,7 +5,7 @@ from .. import _checks
 from .._symbolic import SymbolicTensor, flatten
 from ..layers.base import Layer, shape_of
 from ..layers.core import Input, InputLayer
-from .functional import Model
+from .functional import Model, _register_by_position
 
 
 class Sequential(Model):
@@ -52,8 +52,8 @@ class Sequential(Model):
         if self._input_tensor is None or not self._stack:
             self._graph_ready = False
             if self._stack:
-                from torch import nn
-                self._layers = nn.ModuleDict({l.name: l for l in self._stack})
+                self._layers = {l.name: l for l in self._stack}
+                _register_by_position(self, self._stack)
             return
         x = self._input_tensor
         for layer in self._stack:
@@ -65,6 +65,7 @@ class Sequential(Model):
                                           f"(`Model(inputs, [output, h, c])`) to output states.")
             x = y
         self._init_graph(self._input_tensor, x)
+        _register_by_position(self, self._stack)     # keys follow `model.layers` (no input layer)
         self._graph_ready = True
 
     def _build_from_data(self, x):
