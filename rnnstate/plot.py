@@ -89,7 +89,8 @@ def _layer_sequences(layer, x, s0):
     return seqs
 
 
-def plot_states(model_or_layer, x, path, units=None, *, kind="lines", sample=0, initial_state=None, title=None):
+def plot_states(model_or_layer, x, path, units=None, *, kind="lines", sample=0, initial_state=None, title=None,
+                parts="all"):
     """Draw h, c and gates over time for every recurrent layer of `model_or_layer` run on `x`; write a PNG.
 
     Args:
@@ -101,6 +102,8 @@ def plot_states(model_or_layer, x, path, units=None, *, kind="lines", sample=0, 
         sample: which sample of the batch to draw.
         initial_state: passed to a single layer's call.
         title: figure title (default: the object's name).
+        parts: ``"all"`` (states then gates), ``"states"`` (h, c: one shared y scale per row, so their
+            magnitudes compare at a glance) or ``"gates"`` (the gates only, on 0..1 / -1..1).
 
     Returns: `path`.
     """
@@ -109,7 +112,15 @@ def plot_states(model_or_layer, x, path, units=None, *, kind="lines", sample=0, 
     from matplotlib.ticker import MaxNLocator
 
     _checks.one_of(model_or_layer, "kind", kind, ("lines", "heatmap"))
+    _checks.one_of(model_or_layer, "parts", parts, ("all", "states", "gates"))
     layers = state_sequences(model_or_layer, x, initial_state)
+    if parts != "all":
+        want_gate = parts == "gates"
+        layers = [(n, {k: v for k, v in seqs.items() if k.startswith("gate_") == want_gate}) for n, seqs in layers]
+        layers = [(n, seqs) for n, seqs in layers if seqs]
+        if not layers:
+            raise _checks.error(model_or_layer, f"argument `parts={parts!r}`: nothing to draw (no gated "
+                                                f"recurrent layer); use parts='states' or 'all'.")
     ncols = max(len(seqs) for _, seqs in layers)
     fig = Figure(figsize=(3.2 * ncols, 2.4 * len(layers) + 0.6), constrained_layout=True)
     FigureCanvasAgg(fig)
@@ -117,6 +128,8 @@ def plot_states(model_or_layer, x, path, units=None, *, kind="lines", sample=0, 
     for r, (name, seqs) in enumerate(layers):
         for c in range(ncols):
             axes[r][c].set_visible(c < len(seqs))
+        states = [k for k in seqs if not k.startswith("gate_")]
+        lim = max((float(np.abs(seqs[k][sample]).max()) for k in states), default=1.0) * 1.05 or 1.0
         for c, (key, arr) in enumerate(seqs.items()):
             ax = axes[r][c]
             a = arr[sample]                                                   # (T, U)
@@ -144,6 +157,13 @@ def plot_states(model_or_layer, x, path, units=None, *, kind="lines", sample=0, 
                     ax.plot(t, a[:, u], marker="o" if a.shape[0] <= 20 else None, ms=3, label=f"unit {u}")
                 if len(sel) <= 8 and (r, c) == (0, 0):
                     ax.legend(fontsize=7)
+                if key.startswith("gate_"):                                   # sigmoid 0..1, tanh -1..1
+                    ax.set_ylim(-0.05 if key in _UNIT_RANGE else -1.05, 1.05)
+                    ax.set_ylabel("activation")
+                else:                                                         # h, c: one scale per row
+                    ax.set_ylim(-lim, lim)
+                    ax.set_ylabel("value")
+                    ax.axhline(0.0, color="0.8", lw=0.8, zorder=0)
             ax.set_xlabel("timestep")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title or f"states of {_checks.who(model_or_layer)} (sample {sample})")

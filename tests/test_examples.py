@@ -43,10 +43,27 @@ def test_seed_listing_runs_and_matches_keras(path):
         np.testing.assert_allclose(g, w, atol=1e-5)
 
 
-def test_demo_runs_and_writes_a_png(tmp_path, capsys):
+def test_demo_runs_and_writes_pngs(tmp_path, capsys):
     from rnnstate import demo
-    assert demo.run(str(tmp_path)) == 0
+    assert demo.main(["demo", "--out", str(tmp_path / "plots"), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "seq[:, -1] == h: True" in out and "h_t == o_t * tanh(c_t) at every step: True" in out
-    png = tmp_path / "states.png"
-    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    diffs = [float(line.rsplit("=", 1)[1]) for line in out.splitlines() if "max |rnnstate - keras|" in line]
+    assert len(diffs) == 4 and max(diffs) < 1e-5                     # Keras, given the same weights, agrees
+    for name in ("states.png", "gates.png"):
+        png = tmp_path / "plots" / name
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "step/s" not in out                                        # no progress bars in the demo
+
+
+def test_demo_cli(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "rnnstate", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "demo" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "rnnstate", "--version"], capture_output=True, text=True)
+    import rnnstate
+    assert r.returncode == 0 and rnnstate.__version__ in r.stdout
+    r = subprocess.run([sys.executable, "-m", "rnnstate", "demo", "--bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--bogus" in r.stderr
+    assert not (tmp_path / "--out").exists()

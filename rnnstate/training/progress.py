@@ -7,6 +7,8 @@ import time
 
 from tqdm.auto import tqdm
 
+from .. import _logging
+
 __all__ = ["Progress", "format_logs", "resolve_verbose"]
 
 
@@ -34,6 +36,8 @@ class Progress:
     """One progress display for fit (``epochs`` given), evaluate or predict."""
 
     def __init__(self, verbose, epochs=None, interval=0.2, file=None):
+        if verbose == 1 and not _logging.is_interactive():     # bars off: fit's epoch lines only
+            verbose = 2 if epochs is not None else 0
         self.verbose, self.epochs, self.interval = verbose, epochs, interval
         self.file = file or sys.stdout
         self.bar = None
