@@ -128,7 +128,7 @@ def embedding(ctx, layer, x, hint, dtype):
 
 def masking(ctx, layer, x, hint):
     b = ctx.b
-    ne = b.op("Cast", [b.op("NotEqual", [x, b.const(layer.mask_value, np.float32)])], to=6)
+    ne = b.op("Cast", [b.op("Not", [b.op("Equal", [x, b.const(layer.mask_value, np.float32)])])], to=6)
     keep = b.op("Cast", [b.op("ReduceMax", [ne], axes=[-1], keepdims=1)], f"{hint}/keep", to=BOOL)   # (B, T, 1)
     return b.where(keep, x, b.zero(), hint), b.squeeze(keep, [2], f"{hint}/mask")
 
@@ -228,8 +228,8 @@ def convert_model(ctx, model):
             if isinstance(layer, Embedding):
                 outs = [embedding(ctx, layer, x, prefix, first.dtype)]
                 if layer.mask_zero:
-                    out_masks = [b.op("NotEqual", [x, b.const(0, np.int64) if first.dtype == torch.int64
-                                                    else b.const(0.0, np.float32)], f"{prefix}/mask")]
+                    zero = b.const(0, np.int64) if first.dtype == torch.int64 else b.const(0.0, np.float32)
+                    out_masks = [b.op("Not", [b.op("Equal", [x, zero])], f"{prefix}/mask")]
             elif isinstance(layer, Masking):
                 y, m = masking(ctx, layer, x, prefix)
                 outs, out_masks = [y], [m]

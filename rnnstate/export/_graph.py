@@ -57,7 +57,7 @@ class Builder:
 
     def weight(self, array: np.ndarray, hint: str) -> str:
         name = self.fresh(hint)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(array).copy(order="C"), name))
         return name
 
     def const(self, value, dtype=np.int64) -> str:

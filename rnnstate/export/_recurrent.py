@@ -180,24 +180,25 @@ def _initials(ctx, layer, given, prefix):
 
 def _run_layer(ctx, layer, X, m, inits, want_seq, hint, shared=None):
     """Every cell of `layer` (stacked cells: one node each). Returns (Y (T, B, U) in input order or None,
-    raw final states (B, U) in the layer's flat field order)."""
+    raw final states (B, U) in the layer's flat field order, the last cell's final h = the last output)."""
     cells = _cells_of(layer)
     counts = [2 if _cell_op(layer, c)[0] == "LSTM" else 1 for c in cells]
-    finals, i, Y = [], 0, None
+    finals, i, Y, h_last = [], 0, None, None
     for k, (cell, n) in enumerate(zip(cells, counts)):
         last = k == len(cells) - 1
         h = hint if len(cells) == 1 else f"{hint}/cell_{k}"
         Yk, fin = _node(ctx, layer, [cell], X, m.seq_lens if m else None, [inits[i:i + n]], layer.go_backwards,
                         want_seq or not last, h)
         finals += fin[0]
+        h_last = fin[0][0]
         i += n
         if Yk is not None:
             Y = ctx.b.squeeze(Yk, [1], f"{h}/Y_tbu")
             X = Y
-    return Y, finals
+    return (Y if want_seq else None), finals, h_last
 
 
-def _keras_results(ctx, layer, Y, raw, inits, m, want_seq, hint):
+def _keras_results(ctx, layer, Y, raw, h_last, inits, m, want_seq, hint):
     """Keras' (output sequence or last output, final states) from a node's raw results."""
     b = ctx.b
     seq = last = None
@@ -208,15 +209,15 @@ def _keras_results(ctx, layer, Y, raw, inits, m, want_seq, hint):
             if layer.go_backwards or layer.zero_output_for_mask:
                 seq = zeros_after
             else:                                 # padding repeats the last valid output (zeros if none)
-                fill = b.unsqueeze(b.where(m.any, raw[0], b.zero()), [1])
+                fill = b.unsqueeze(b.where(m.any, h_last, b.zero()), [1])
                 seq = b.where(m.mask3, seq, fill)
         if layer.go_backwards:
             seq = b.flip(seq, 1, f"{hint}/sequence_processing_order")
     else:
-        last = raw[0]
+        last = h_last
         if m is not None:
             keep = m.last if (layer.zero_output_for_mask and not layer.go_backwards) else m.any
-            last = b.where(keep, raw[0], b.zero())
+            last = b.where(keep, h_last, b.zero())
     finals = raw if m is None else [b.where(m.any, f, s0) for f, s0 in zip(raw, inits)]
     if m is not None:
         seq = m.poison(b, seq, 3) if seq is not None else None
@@ -238,8 +239,8 @@ def convert_rnn(ctx, layer, x, initial, mask, prefix):
     m = ctx.mask_info(mask) if mask is not None else None
     inits, input_names = _initials(ctx, layer, initial, prefix)
     X = b.transpose(x, [1, 0, 2], f"{prefix}/X_tbf")
-    Y, raw = _run_layer(ctx, layer, X, m, inits, layer.return_sequences, prefix)
-    out, finals = _keras_results(ctx, layer, Y, raw, inits, m, layer.return_sequences, prefix)
+    Y, raw, h_last = _run_layer(ctx, layer, X, m, inits, layer.return_sequences, prefix)
+    out, finals = _keras_results(ctx, layer, Y, raw, h_last, inits, m, layer.return_sequences, prefix)
     _state_outputs(ctx, layer, finals, input_names, prefix)
     return [out] + (finals if layer.return_state else [])
 
@@ -267,7 +268,7 @@ def convert_bidirectional(ctx, layer, x, initial, mask, prefix):
         res = {}
         for d, l in enumerate(order):
             Yd = b.op("Gather", [Y, b.const(d)], f"{prefix}/Y_dir{d}", axis=1) if want else None
-            res[id(l)] = (Yd, finals[d])
+            res[id(l)] = (Yd, finals[d], finals[d][0])
     else:                                                               # stacked cells, other pairings
         res = {id(fw): _run_layer(ctx, fw, X, m, i_fw, want, f"{prefix}/forward"),
                id(bw): _run_layer(ctx, bw, X, m, i_bw, want, f"{prefix}/backward")}
