@@ -379,3 +379,31 @@ def test_nested_model_and_unbuilt_sequential_refused(tmp_path):
     with pytest.raises(export.ExportError, match="expects a Model"):
         export.onnx(L.LSTM(U), tmp_path / "c.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_explicit_mask_argument(tmp_path):
+    """`LSTM(...)(x, mask=m)` with a bool model input: the mask is a graph input too."""
+    inp, m = rs.Input((None, F), name="x"), rs.Input((None,), dtype="bool", name="m")
+    y = L.GRU(U, return_sequences=True, go_backwards=True)(inp, mask=m)
+    model = _init(rs.Model([inp, m], [y, L.LSTM(U)(inp, mask=m)]))
+    info, sess = _export(model, tmp_path)
+    for B, T in [(3, 4), (2, 1)]:
+        x = _x(B, T)
+        mask = np.arange(T)[None, :] < np.array([T, 0, 1][:B])[:, None]
+        _assert_outputs(model, info, _run(info, sess, [x, mask]), [x, mask])
+
+
+def test_export_bench_smoke(tmp_path):
+    """benchmarks/bench_export.py --smoke runs, checks agreement, writes its JSON."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "export.json"
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_export.py"), "--smoke", "--out", str(out)],
+                       capture_output=True, text=True, timeout=240, cwd=root)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["streaming_step"]["timings"]["onnxruntime"]["median_ms"] > 0
+    assert data["forward"]["max_abs_diff"] < 1e-5
