@@ -368,17 +368,43 @@ def test_unsupported_raises_with_reason_and_writes_nothing(tmp_path, make, match
     assert not path.exists()
 
 
-def test_nested_model_and_unbuilt_sequential_refused(tmp_path):
-    inner_in = rs.Input((None, F))
-    inner = rs.Model(inner_in, L.LSTM(U)(inner_in))
-    inp = rs.Input((None, F))
-    with pytest.raises(export.ExportError, match="nested"):
-        export.onnx(rs.Model(inp, inner(inp)), tmp_path / "a.onnx")
+def test_unbuilt_sequential_and_non_models_refused(tmp_path):
     with pytest.raises(export.ExportError, match="not built"):
         export.onnx(rs.Sequential([L.LSTM(U)]), tmp_path / "b.onnx")
     with pytest.raises(export.ExportError, match="expects a Model"):
         export.onnx(L.LSTM(U), tmp_path / "c.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_nested_model_and_shared_layers(tmp_path):
+    """A model used as a layer (twice) and a layer called twice: each call its own states."""
+    inner_in = rs.Input((None, F))
+    inner = rs.Model(inner_in, L.GRU(U, return_sequences=True, name="g")(inner_in), name="enc")
+    a, c = rs.Input((None, F), name="a"), rs.Input((None, F), name="c")
+    shared = L.LSTM(3, name="shared")
+    model = _init(rs.Model([a, c], [shared(inner(a)), shared(inner(c))]))
+    info, sess = _export(model, tmp_path)
+    assert info.state_input_names == ["enc/g/initial_h", "shared/initial_h", "shared/initial_c",
+                                      "enc/call_1/g/initial_h", "shared/call_1/initial_h", "shared/call_1/initial_c"]
+    for B, T in SHAPES:
+        xs = [_x(B, T), _x(B, T + 1, seed=4)]
+        _assert_outputs(model, info, _run(info, sess, xs), xs)
+
+
+def test_masked_stacked_cells_no_bias_and_mask_past_initial_state(tmp_path):
+    """Stacked cells under a mask; biases off; a layer given initial_state uses no mask (Keras) but still
+    passes the input's mask on to the next layer."""
+    inp, h0 = rs.Input((None,), dtype="int64"), rs.Input((U,))
+    e = L.Embedding(9, F, mask_zero=True)(inp)
+    y = L.RNN([L.LSTMCell(3, use_bias=False), L.GRUCell(U, use_bias=False)], return_sequences=True,
+              go_backwards=True)(e)
+    y = L.GRU(U, return_sequences=True)(y, initial_state=[h0])
+    z = L.SimpleRNN(2, return_state=True)(y)
+    model = _init(rs.Model([inp, h0], [y, *z]))
+    info, sess = _export(model, tmp_path)
+    for B, T in [(3, 5), (4, 2)]:
+        xs = [_ids(B, T, T), np.random.default_rng(T).standard_normal((B, U)).astype(np.float32)]
+        _assert_outputs(model, info, _run(info, sess, xs), xs)
 
 
 def test_explicit_mask_argument(tmp_path):

@@ -162,6 +162,24 @@ def concat_mask(b, layer, xs, masks, ranks):
 
 # ---- the walk ---------------------------------------------------------------------------------------------------------
 def convert_model(ctx, model):
+    """The whole graph: model inputs, every node, model outputs, then the state outputs."""
+    b = ctx.b
+    values = {}
+    for t in model.inputs:
+        values[id(t)] = b.add_input(t.layer.name, elem_type(t, f"input '{t.layer.name}'"), dims(t.shape, time_axis(t)))
+    for name in model.output_names:
+        b.reserve(name)
+    _walk(ctx, model, values, "")
+    for t, name in zip(model.outputs, model.output_names):
+        shape = ["batch"] + [None] * (len(t.shape) - 2) + ([t.shape[-1]] if len(t.shape) > 1 else [])
+        b.add_output(name, values[id(t)], elem_type(t, f"output '{name}'"), shape, True)
+    for s in ctx.states:                 # after the model's outputs: `<layer>/Y_h`, `<layer>/Y_c`, ...
+        b.add_output(s["output"], s.pop("value"), FLOAT, ["batch", s["units"]], True)
+
+
+def _walk(ctx, model, values, scope):
+    """Convert `model`'s nodes in order; `values` maps its symbolic tensors to ONNX names (the inputs
+    given). A model nested as a layer is walked in place, its layers named ``<model>/<layer>``."""
     from ..layers.core import Embedding, InputLayer, Masking
     from ..layers.merge import Add, Concatenate
     from ..layers.rnn import RNN
@@ -169,12 +187,7 @@ def convert_model(ctx, model):
     from ..models.functional import Model
 
     b = ctx.b
-    values, masks, calls = {}, {}, {}
-    for t in model.inputs:
-        values[id(t)] = b.add_input(t.layer.name, elem_type(t, f"input '{t.layer.name}'"), dims(t.shape, time_axis(t)))
-
-    for name in model.output_names:
-        b.reserve(name)
+    masks, calls = {}, {}
 
     def get(a):
         return values[id(a)] if isinstance(a, SymbolicTensor) else a
@@ -183,10 +196,9 @@ def convert_model(ctx, model):
         layer = node.layer
         who = _checks.who(layer)
         k = calls[id(layer)] = calls.get(id(layer), -1) + 1
-        prefix = layer.name if k == 0 else f"{layer.name}/call_{k}"
-        if isinstance(layer, (Model, InputLayer)):
-            raise ExportError(f"{who}: a model nested as a layer is not exported yet; export a flat model (build the "
-                              f"outer model from the inner one's layers).")
+        prefix = scope + (layer.name if k == 0 else f"{layer.name}/call_{k}")
+        if isinstance(layer, InputLayer):
+            raise ExportError(f"{who}: an input layer called as a layer is not exported.")
         args, kwargs = node.args, dict(node.kwargs)
         kwargs.pop("training", None)
         first = args[0] if args else None
@@ -194,7 +206,13 @@ def convert_model(ctx, model):
         masked = any(m is not None for m in in_mask)
         outs, out_masks = None, None
 
-        if isinstance(layer, (RNN, Bidirectional)):
+        if isinstance(layer, Model):                    # nested: walked in place; passes on no mask (as rnnstate)
+            if kwargs or len(args) != 1:
+                raise ExportError(f"{who}: a nested model called with arguments {sorted(kwargs)} is not exported.")
+            inner = {id(ti): get(t) for ti, t in zip(layer.inputs, flatten(first))}
+            _walk(ctx, layer, inner, prefix + "/")
+            outs = [inner[id(t)] for t in layer.outputs]
+        elif isinstance(layer, (RNN, Bidirectional)):
             initial = kwargs.pop("initial_state", None)
             if len(args) > 1:
                 initial = args[1]
@@ -216,8 +234,9 @@ def convert_model(ctx, model):
                 mask = in_mask[0]
             fn = _recurrent.convert_bidirectional if isinstance(layer, Bidirectional) else _recurrent.convert_rnn
             outs = fn(ctx, layer, get(first), init, mask, prefix)
-            if mask is not None:
-                seq = mask if layer.return_sequences else None
+            passed = mask if mask is not None else (in_mask[0] if masked else None)
+            if passed is not None:               # rnnstate: compute_mask(input's mask) even when not consumed
+                seq = passed if layer.return_sequences else None
                 n_out = 2 if isinstance(layer, Bidirectional) and layer.merge_mode is None else 1
                 out_masks = [seq] * n_out + [None] * (len(outs) - n_out)
         else:
@@ -239,6 +258,8 @@ def convert_model(ctx, model):
                     raise ExportError(f"{who}: TimeDistributed({type(layer.layer).__name__}) is not exported; "
                                       f"supported inner layers: Dense, Activation, Dropout.")
                 outs = [y]
+                if masked:
+                    out_masks = [in_mask[0]]
             elif isinstance(layer, Concatenate):
                 xs = [get(t) for t in first]
                 outs = [b.op("Concat", xs, prefix, axis=layer.axis)]
@@ -270,7 +291,3 @@ def convert_model(ctx, model):
             if out_masks is not None and out_masks[i] is not None:
                 masks[id(t)] = out_masks[i]
 
-    for t, name in zip(model.outputs, model.output_names):
-        b.add_output(name, values[id(t)], elem_type(t, f"output '{name}'"), dims(t.shape, time_axis(t)), True)
-    for s in ctx.states:                 # after the model's outputs: `<layer>/Y_h`, `<layer>/Y_c`, ...
-        b.add_output(s["output"], s.pop("value"), FLOAT, ["batch", s["units"]], True)
