@@ -433,3 +433,13 @@ def test_export_bench_smoke(tmp_path):
     data = json.loads(out.read_text())
     assert data["streaming_step"]["timings"]["onnxruntime"]["median_ms"] > 0
     assert data["forward"]["max_abs_diff"] < 1e-5
+
+
+def test_streaming_example_runs(tmp_path, monkeypatch, capsys):
+    """examples/export_onnx.py (the README's listing) runs and its streamed ONNX run equals rnnstate's."""
+    import runpy
+    from pathlib import Path
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "export_onnx.py"), run_name="__main__")
+    assert (tmp_path / "lstm.onnx").exists()
+    assert "['lstm/initial_h', 'lstm/initial_c']" in capsys.readouterr().out
