@@ -164,6 +164,20 @@ def test_bidirectional_last_output_and_backwards_wrapped_layer(tmp_path):
         _assert_outputs(model, info, _run(info, sess, x), x)
 
 
+def test_bidirectional_with_a_different_backward_layer(tmp_path):
+    """backward_layer of another kind: two nodes instead of one bidirectional node."""
+    inp = rs.Input((None, F))
+    y = L.Bidirectional(L.GRU(U, return_sequences=True, return_state=True),
+                        backward_layer=L.SimpleRNN(U, activation="relu", return_sequences=True, return_state=True,
+                                                   go_backwards=True))(inp)
+    model = _init(rs.Model(inp, list(y)))
+    info, sess = _export(model, tmp_path)
+    assert [n.op_type for n in onnx.load(info.path).graph.node if n.op_type in ("RNN", "GRU")] == ["GRU", "RNN"]
+    for B, T in SHAPES:
+        x = _x(B, T)
+        _assert_outputs(model, info, _run(info, sess, x), x)
+
+
 def test_stacked_layers_and_stacked_cells(tmp_path):
     inp = rs.Input((None, F))
     y = L.LSTM(U, return_sequences=True)(inp)

@@ -178,7 +178,7 @@ def _initials(ctx, layer, given, prefix):
     return names, names
 
 
-def _run_layer(ctx, layer, X, m, inits, want_seq, hint, shared=None):
+def _run_layer(ctx, layer, X, m, inits, want_seq, hint):
     """Every cell of `layer` (stacked cells: one node each). Returns (Y (T, B, U) in input order or None,
     raw final states (B, U) in the layer's flat field order, the last cell's final h = the last output)."""
     cells = _cells_of(layer)
@@ -198,8 +198,10 @@ def _run_layer(ctx, layer, X, m, inits, want_seq, hint, shared=None):
     return (Y if want_seq else None), finals, h_last
 
 
-def _keras_results(ctx, layer, Y, raw, h_last, inits, m, want_seq, hint):
-    """Keras' (output sequence or last output, final states) from a node's raw results."""
+def _keras_results(ctx, layer, Y, raw, h_last, inits, m, want_seq, hint, input_order=False):
+    """Keras' (output sequence or last output, final states) from a node's raw results. The sequence is
+    in processing order (reversed for ``go_backwards``), or with `input_order` in input order (what
+    Bidirectional merges: it flips its backward layer's output back)."""
     b = ctx.b
     seq = last = None
     if want_seq:
@@ -211,8 +213,8 @@ def _keras_results(ctx, layer, Y, raw, h_last, inits, m, want_seq, hint):
             else:                                 # padding repeats the last valid output (zeros if none)
                 fill = b.unsqueeze(b.where(m.any, h_last, b.zero()), [1])
                 seq = b.where(m.mask3, seq, fill)
-        if layer.go_backwards:
-            seq = b.flip(seq, 1, f"{hint}/sequence_processing_order")
+        if layer.go_backwards != input_order:
+            seq = b.flip(seq, 1, f"{hint}/sequence_flipped")
     else:
         last = h_last
         if m is not None:
@@ -273,9 +275,8 @@ def convert_bidirectional(ctx, layer, x, initial, mask, prefix):
         res = {id(fw): _run_layer(ctx, fw, X, m, i_fw, want, f"{prefix}/forward"),
                id(bw): _run_layer(ctx, bw, X, m, i_bw, want, f"{prefix}/backward")}
     out_fw, st_fw = _keras_results(ctx, fw, *res[id(fw)], i_fw, m, want, f"{prefix}/forward")
-    out_bw, st_bw = _keras_results(ctx, bw, *res[id(bw)], i_bw, m, want, f"{prefix}/backward")
-    if want:                                   # Keras flips the backward output back into input order
-        out_bw = b.flip(out_bw, 1, f"{prefix}/backward/sequence_input_order")
+    # Keras flips the backward layer's output sequence back into input order
+    out_bw, st_bw = _keras_results(ctx, bw, *res[id(bw)], i_bw, m, want, f"{prefix}/backward", input_order=True)
     _state_outputs(ctx, fw, st_fw, n_fw, f"{prefix}/forward")
     _state_outputs(ctx, bw, st_bw, n_bw, f"{prefix}/backward")
     mode = layer.merge_mode
