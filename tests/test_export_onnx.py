@@ -12,7 +12,6 @@ import torch
 
 import rnnstate as rs
 from rnnstate import export, layers as L
-from rnnstate._state import GRUState, LSTMState
 
 F, U = 3, 4
 SHAPES = [(1, 1), (2, 7), (5, 3)]             # (B, T) of fresh inputs
@@ -204,10 +203,10 @@ def test_sequential_head(tmp_path):
 
 # ---- masks ----------------------------------------------------------------------------------------------------------
 def _ids(B, T, seed):
-    """Right-padded ids (0 = padding): lengths T, 0 and random in between."""
+    """Right-padded ids (0 = padding): lengths T, 0, then random strictly in between (when T > 1)."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, 9, (B, T))
-    lens = rng.integers(0, T + 1, B)
+    lens = rng.integers(1, T, B) if T > 1 else np.ones(B, np.int64)
     lens[0] = T
     if B > 1:
         lens[1] = 0
@@ -251,9 +250,10 @@ def test_mask_through_concatenate_and_dense(tmp_path):
     e1 = L.Embedding(9, F, mask_zero=True)(inp)
     e2 = L.Embedding(9, 2)(inp)
     y = L.Dense(3, activation="relu")(L.Concatenate()([e1, e2]))
-    model = _init(rs.Model(inp, L.LSTM(U, return_sequences=True)(y)))
+    t = L.Concatenate(axis=1)([L.Embedding(9, F)(inp), e1])       # along time: [all valid, e1's mask]
+    model = _init(rs.Model(inp, [L.LSTM(U, return_sequences=True)(y), L.GRU(U, go_backwards=True)(t)]))
     info, sess = _export(model, tmp_path)
-    for B, T in [(3, 5), (2, 1)]:
+    for B, T in [(4, 5), (2, 1)]:
         ids = _ids(B, T, 11 + T)
         _assert_outputs(model, info, _run(info, sess, ids), ids)
 

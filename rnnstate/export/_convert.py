@@ -52,8 +52,8 @@ def dims(shape, time_axis):
 
 
 def time_axis(t):
-    """Axis 1 is time for (B, T, F...) tensors and for integer (B, T) ids."""
-    if len(t.shape) >= 3 or (len(t.shape) == 2 and not t.dtype.is_floating_point and t.dtype != torch.bool):
+    """Axis 1 is time for (B, T, F...) tensors and for integer or bool (B, T) ids and masks."""
+    if len(t.shape) >= 3 or (len(t.shape) == 2 and not t.dtype.is_floating_point):
         return 1
     return None
 
@@ -147,15 +147,18 @@ def _plain(ctx, layer, x, hint, dtype):
 
 # ---- masks of merge layers ------------------------------------------------------------------------------------------
 def concat_mask(b, layer, xs, masks, ranks):
+    """rnnstate's Concatenate.compute_mask: each (B, T) mask (all True where None) broadcast to its input's
+    shape, concatenated on the layer's axis, then any() over the last axis."""
     if all(m is None for m in masks):
         return None
     parts = []
     for x, m, r in zip(xs, masks, ranks):
-        shape = b.op("Shape", [x])
         if m is None:
-            parts.append(b.op("Expand", [b.const(True, np.bool_), shape]))
+            parts.append(b.op("Expand", [b.const(True, np.bool_), b.op("Shape", [x])]))
+        elif r > 2:
+            parts.append(b.op("Expand", [b.unsqueeze(m, [2]), b.op("Shape", [x])]))
         else:
-            parts.append(b.op("Expand", [b.unsqueeze(m, [2]) if r > 2 else m, shape]) if r > 2 else m)
+            parts.append(m)
     cat = b.op("Cast", [b.op("Concat", parts, axis=layer.axis)], to=6)
     return b.op("Cast", [b.op("ReduceMax", [cat], axes=[-1], keepdims=0)], f"{layer.name}/mask", to=BOOL)
 
