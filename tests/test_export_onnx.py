@@ -362,7 +362,14 @@ class _MyCell(L.LSTMCell):
         return super().recurrent_step(xw_t * 2, state, rec_mask, return_gates)
 
 
+class _MyDense(L.Dense):
+    def forward(self, x, training=None):
+        return super().forward(x) * 2
+
+
 @pytest.mark.parametrize("make, match", [
+    (lambda x: _MyDense(2)(x), r"_MyDense overrides `forward` of Dense"),
+    (lambda x: L.TimeDistributed(_MyDense(2))(x), r"_MyDense overrides `forward` of Dense"),
     (lambda x: L.Flatten()(x), r"Flatten 'flatten.*'.*no ONNX conversion"),
     (lambda x: L.RepeatVector(2)(L.LSTM(U)(x)), r"RepeatVector.*no ONNX conversion"),
     (lambda x: L.LSTM(U, activation="relu")(x), r"LSTM 'lstm.*'.*activation='tanh'.*received activation='relu'"),

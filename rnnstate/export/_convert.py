@@ -133,9 +133,27 @@ def masking(ctx, layer, x, hint):
     return b.where(keep, x, b.zero(), hint), b.squeeze(keep, [2], f"{hint}/mask")
 
 
+def _same_code(layer):
+    """A subclass of a supported layer that overrides its computation would be exported as the base class:
+    refuse it instead."""
+    from ..layers import (Activation, Add, Bidirectional, Concatenate, Dense, Dropout, Embedding, Masking, RNN,
+                          TimeDistributed)
+    from ..models.functional import Model
+    for base in (Dense, Dropout, Activation, Embedding, Masking, TimeDistributed, Concatenate, Add, RNN,
+                 Bidirectional, Model):
+        if isinstance(layer, base):
+            for meth in ("forward", "compute_mask"):
+                if getattr(type(layer), meth) is not getattr(base, meth):
+                    raise ExportError(f"{_checks.who(layer)}: {type(layer).__name__} overrides `{meth}` of "
+                                      f"{base.__name__}, so the exported {base.__name__} could compute something "
+                                      f"else; it is not exported.")
+            return
+
+
 def _plain(ctx, layer, x, hint, dtype):
     """Layers applied to one tensor on its last axis (also inside TimeDistributed)."""
     from ..layers.core import Activation, Dense, Dropout
+    _same_code(layer)
     if isinstance(layer, Dense):
         return dense(ctx, layer, x, hint)
     if isinstance(layer, Dropout):         # export is inference: dropout is the identity
@@ -202,6 +220,7 @@ def _walk(ctx, model, values, scope):
         prefix = scope + (layer.name if k == 0 else f"{layer.name}/call_{k}")
         if isinstance(layer, InputLayer):
             raise ExportError(f"{who}: an input layer called as a layer is not exported.")
+        _same_code(layer)
         args, kwargs = node.args, dict(node.kwargs)
         kwargs.pop("training", None)
         first = args[0] if args else None
