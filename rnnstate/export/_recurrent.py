@@ -13,6 +13,10 @@ What each ONNX node computes, and how rnnstate's (Keras') results are taken from
   the output sequence is ``Y`` flipped in time; the final state is ``Y_h``.
 * Bidirectional: one ``direction="bidirectional"`` node (forward then reverse), whose reverse
   ``Y`` already is in input order, which is what Keras merges (it flips the backward output back).
+  A ``backward_layer`` of another kind or configuration, or stacked cells: one node per direction.
+* Stacked cells (``RNN([cell_1, cell_2])``): one node per cell, each reading the previous one's ``Y``;
+  under a mask or ``go_backwards`` every node gets the same ``sequence_lens`` / direction, which is
+  what one time loop over all cells computes.
 * Masks (right-padded: each row valid steps, then padding): ``sequence_lens`` = the mask's row sums,
   computed in the graph. Keras' masked results are then: forward sequences repeat the last valid
   output over the padding (zeros with ``zero_output_for_mask``); ``go_backwards`` sequences start
