@@ -33,10 +33,12 @@ test: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_export.py
 
 bench-smoke: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py --smoke
 	$(PY) benchmarks/bench_training.py --smoke
+	$(PY) benchmarks/bench_export.py --smoke
 
 clean:
 	rm -rf $(VENV) out

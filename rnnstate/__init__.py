@@ -3,11 +3,11 @@ from . import activations, initializers, layers, models, utils
 from ._state import GRUState, LSTMState, SimpleRNNState
 from .layers import Input
 from .models import Model, Sequential
-from . import callbacks, losses, metrics, optimizers, plot, regularizers, states
+from . import callbacks, export, losses, metrics, optimizers, plot, regularizers, states
 from .states import StateStore, Streamer
 
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Model", "Sequential", "layers", "models", "initializers", "activations", "utils",
            "LSTMState", "GRUState", "SimpleRNNState", "states", "plot", "Streamer", "StateStore",
-           "callbacks", "losses", "metrics", "optimizers", "regularizers"]
+           "callbacks", "export", "losses", "metrics", "optimizers", "regularizers"]
