@@ -244,3 +244,122 @@ def test_a_config_implying_more_parameters_than_its_tensors_is_refused(tmp_path)
     (tmp_path / "bad.safetensors").write_bytes(native.dumps(dict(tensors), meta))
     with pytest.raises(FileFormatError, match=r"bad\.safetensors.*parameters"):
         load_model(tmp_path / "bad.safetensors")
+
+
+# ---- compile / optimizer state and layer flags are validated as data -------------------------------------
+def _compiled_file(tmp_path):
+    rnnstate.utils.set_random_seed(0)
+    m = rnnstate.Sequential([rnnstate.Input((T, F)), L.GRU(3), L.Dense(1)])
+    m.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    rng = np.random.default_rng(0)
+    m.fit(rng.standard_normal((8, T, F)).astype("float32"), rng.standard_normal((8, 1)).astype("float32"),
+          batch_size=4, epochs=1, verbose=0)
+    m.save(tmp_path / "m.safetensors")
+    meta, tensors = native.loads((tmp_path / "m.safetensors").read_bytes(), "m")
+    return {k: v for k, v in meta.items() if k not in ("format", "format_version", "sha256")}, dict(tensors)
+
+
+def _write(tmp_path, name, meta, tensors):
+    (tmp_path / name).write_bytes(native.dumps(tensors, meta))
+    return tmp_path / name
+
+
+def _edit_entry(meta, fn):
+    entry = json.loads(meta["compile_config"])
+    fn(entry)
+    return {**meta, "compile_config": json.dumps(entry)}
+
+
+JUNK_COMPILE = {
+    "lr_string": (lambda e: e["param_groups"][0].__setitem__("lr", "abc"), "param_groups[0].lr"),
+    "lr_negative": (lambda e: e["param_groups"][0].__setitem__("lr", -1.0), "param_groups[0].lr"),
+    "group_not_dict": (lambda e: e.__setitem__("param_groups", [5]), "param_groups"),
+    "groups_count": (lambda e: e.__setitem__("param_groups", e["param_groups"] * 2), "parameter groups"),
+    "group_unknown_key": (lambda e: e["param_groups"][0].__setitem__("evil", 1), "param_groups[0].evil"),
+    "betas_short": (lambda e: e["param_groups"][0].__setitem__("betas", [0.9]), "param_groups[0].betas"),
+    "opt_lr_string": (lambda e: e["optimizer"]["config"].__setitem__("learning_rate", "abc"),
+                      "optimizer.config.learning_rate"),
+    "opt_unknown_arg": (lambda e: e["optimizer"]["config"].__setitem__("evil", 1), "optimizer.config"),
+    "opt_flag_string": (lambda e: e["optimizer"]["config"].__setitem__("amsgrad", "no"),
+                        "optimizer.config.amsgrad"),
+    "opt_class": (lambda e: e["optimizer"].__setitem__("class_name", "os.system"), "optimizer.class_name"),
+    "iterations": (lambda e: e.__setitem__("iterations", -3), "iterations"),
+    "loss_object": (lambda e: e.__setitem__("loss", {"class_name": 5}), "loss"),
+    "loss_weights": (lambda e: e.__setitem__("loss_weights", "abc"), "loss_weights"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JUNK_COMPILE))
+def test_junk_compile_config_is_refused_at_load(tmp_path, case):
+    meta, tensors = _compiled_file(tmp_path)
+    edit, part = JUNK_COMPILE[case]
+    p = _write(tmp_path, "bad.safetensors", _edit_entry(meta, edit), tensors)
+    with pytest.raises(FileFormatError, match="bad.safetensors") as e:
+        load_model(p)
+    assert part in str(e.value)
+    assert not getattr(load_model(p, compile=False), "compiled", False)     # the weights themselves are fine
+
+
+@pytest.mark.parametrize("mutate, text", [
+    (lambda a: np.zeros(1000, np.float32), "expected a scalar"),
+    (lambda a: np.full_like(a, np.nan), "finite"),
+    (lambda a: a - 10.5, ">= 0"),
+])
+def test_junk_optimizer_tensors_are_refused_at_load(tmp_path, mutate, text):
+    meta, tensors = _compiled_file(tmp_path)
+    name = next(k for k in tensors if k.endswith("/step"))
+    tensors[name] = mutate(np.asarray(tensors[name]))
+    with pytest.raises(FileFormatError, match=text) as e:
+        load_model(_write(tmp_path, "bad.safetensors", meta, tensors))
+    assert name in str(e.value)
+
+
+def test_unknown_optimizer_state_name_is_refused(tmp_path):
+    meta, tensors = _compiled_file(tmp_path)
+    name = next(k for k in tensors if k.endswith("/exp_avg"))
+    tensors[name.replace("exp_avg", "evil")] = tensors.pop(name)
+    with pytest.raises(FileFormatError, match="state names"):
+        load_model(_write(tmp_path, "bad.safetensors", meta, tensors))
+
+
+def _native_with_config(tmp_path, model, edit):
+    meta_tensors = {p: w.numpy() for p, w in rnnstate.saving._walk.native_entries(model)}
+    spec = json.loads(model.to_json())
+    edit(spec["config"]["layers"])
+    return _write(tmp_path, "bad.safetensors", {"kind": "model", "config": json.dumps(spec)}, meta_tensors)
+
+
+@pytest.mark.parametrize("edit, text", [
+    (lambda ls: ls[1]["config"].__setitem__("stateful", "no"), "`stateful` must be true or false"),
+    (lambda ls: ls[1]["config"].__setitem__("return_sequences", 1), "`return_sequences` must be true or false"),
+    (lambda ls: ls[0]["config"].__setitem__("batch_shape", [None, -3, 5]), "`batch_shape` must be a list of positive"),
+    (lambda ls: ls[0]["config"].__setitem__("batch_shape", [None, 0, F]), "`batch_shape` must be a list of positive"),
+])
+def test_wrongly_typed_layer_config_values_are_refused(tmp_path, edit, text):
+    model = rnnstate.Sequential([rnnstate.Input((T, F)), L.LSTM(U), L.Dense(2)])
+    p = _native_with_config(tmp_path, model, edit)
+    with pytest.raises(FileFormatError, match=text) as e:
+        load_model(p)
+    assert "bad.safetensors" in str(e.value) and "layer" in str(e.value)
+    spec = json.loads(model.to_json())
+    edit(spec["config"]["layers"])
+    with pytest.raises(FileFormatError, match=text):
+        model_from_json(json.dumps(spec))
+
+
+def test_stateful_batch_mismatch_is_refused_before_any_weight_is_assigned(tmp_path):
+    def make(batch):
+        return rnnstate.Sequential([rnnstate.Input((T, F), batch_size=batch), L.LSTM(U, stateful=True),
+                                    L.Dense(2)])
+    src = make(3)
+    rng = np.random.default_rng(0)
+    src.set_weights([rng.standard_normal(w.shape).astype("float32") for w in src.weights])
+    src.predict(rng.standard_normal((3, T, F)).astype("float32"), batch_size=3)
+    src.save(tmp_path / "s.safetensors", include_states=True)
+    dst = make(2)
+    before = [w.copy() for w in dst.get_weights()]
+    with pytest.raises(FileFormatError, match="batch size 3.*batch size 2"):
+        dst.load_weights(tmp_path / "s.safetensors")
+    for a, b in zip(before, dst.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert load_model(tmp_path / "s.safetensors").layers[0]._states[0].shape == (3, U)

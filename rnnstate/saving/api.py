@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 
 from .. import serialization
+from ..states import access
 from . import _h5guard, _walk, config as cfg, keras_h5, native, training_state
 from ._io import (MAX_JSON_BYTES, MAX_MEMBER_BYTES, MAX_ZIP_RATIO, FileFormatError, atomic_write,
                   check_overwrite, fail, read_bytes, sniff)
@@ -62,6 +63,10 @@ def _check_states(model, states, path):
         for a, n in zip(arrays, sizes):
             if a.ndim != 2 or a.shape != (batch, n):
                 raise fail(path, f"a carried state of '{p}' has shape {a.shape}; expected ({batch}, {n}).")
+        known = access.known_batch(layer)
+        if known is not None and batch != known:
+            raise fail(path, f"the carried states of stateful layer '{p}' have batch size {batch}; the layer "
+                             f"runs at batch size {known} (declared by its input or taken from its first call).")
 
 
 def _restore_states(model, states):
@@ -126,6 +131,7 @@ def _dry(spec, path):
     if not isinstance(spec, dict):
         raise fail(path, "the model config is not a JSON object.")
     try:
+        cfg.check_values(spec)
         model = cfg.build_dry(spec)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
             RecursionError, RuntimeError, OverflowError) as e:
