@@ -160,7 +160,7 @@ def _real(spec, path):
     try:
         model = serialization.deserialize_layer(spec)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
-            RecursionError) as e:
+            RecursionError, RuntimeError, OverflowError) as e:
         raise _as_error(path, e) from None
     if not _walk.is_model(model):
         raise fail(path, f"the config describes a {type(model).__name__} layer, not a model.")
