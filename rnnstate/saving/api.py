@@ -432,7 +432,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     a native file saved from a compiled model comes back compiled, with its optimizer state, so
     `fit` resumes where it stopped (``rnnstate.saving.training_state``: when the optimizer is one of
     rnnstate's and losses/metrics are given by name). `safe_mode` is accepted for Keras
-    compatibility (loading is always safe). ``.keras`` and ``.h5`` files load uncompiled.
+    compatibility only: loading is always safe, and ``safe_mode=False`` enables nothing (no Lambda, no
+    custom code). ``.keras`` and ``.h5`` files load uncompiled.
     """
     _no_custom(custom_objects)
     if os.path.isdir(filepath):
