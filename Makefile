@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 export KERAS_BACKEND := jax
 
-.PHONY: demo test bench bench-smoke install clean
+.PHONY: demo test fuzz bench bench-smoke install clean
 
 # The C++ kernel (rnnstate/_ext, optional) builds against the venv's torch: hence --no-build-isolation.
 EXT_SRC := setup.py $(wildcard rnnstate/_ext/*.cpp rnnstate/_ext/*.h)
@@ -29,6 +29,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q
+
+# The fuzz tests (tests/test_fuzz_*.py) with many more hypothesis examples than `make test` runs
+# (profiles "ci" / "fuzz" in tests/conftest.py).
+fuzz: $(VENV)/.test-installed
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_*.py
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py

@@ -260,7 +260,9 @@ class RandomInitializer(Initializer):
             # Keras draws a default seed once per object (so repeated calls of
             # the same object give the same values).  Draw it from torch's
             # global RNG so torch.manual_seed makes it reproducible.
-            seed = int(torch.randint(1, 10**9, (1,)).item())
+            # Explicitly on the CPU: under ``torch.device("meta")`` (the shape-only dry build of a
+            # loaded config) a default device would make the draw a valueless meta tensor.
+            seed = int(torch.randint(1, 10**9, (1,), device="cpu").item())
         self.seed = int(seed)
 
     def _generator(self):

@@ -23,3 +23,17 @@ def rng():
 
 def random_like_weights(weights, rng, scale=0.5):
     return [(rng.standard_normal(w.shape) * scale).astype("float32") for w in weights]
+
+
+# Hypothesis profiles for the fuzz tests: "ci" (default, and with CI=true) keeps them short; `make fuzz`
+# runs HYPOTHESIS_PROFILE=fuzz with many more examples.
+try:
+    from hypothesis import HealthCheck, settings as _hyp_settings
+except ImportError:            # a test dependency (pyproject [test]); only the fuzz modules need it
+    pass
+else:
+    _hyp_settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True,
+                                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hyp_settings.register_profile("fuzz", max_examples=1000, deadline=None,
+                                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

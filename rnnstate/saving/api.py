@@ -10,7 +10,8 @@ import zipfile
 import numpy as np
 
 from .. import serialization
-from . import _walk, config as cfg, keras_h5, native, training_state
+from ..states import access
+from . import _h5guard, _walk, config as cfg, keras_h5, native, training_state
 from ._io import (MAX_JSON_BYTES, MAX_MEMBER_BYTES, MAX_ZIP_RATIO, FileFormatError, atomic_write,
                   check_overwrite, fail, read_bytes, sniff)
 
@@ -62,6 +63,10 @@ def _check_states(model, states, path):
         for a, n in zip(arrays, sizes):
             if a.ndim != 2 or a.shape != (batch, n):
                 raise fail(path, f"a carried state of '{p}' has shape {a.shape}; expected ({batch}, {n}).")
+        known = access.known_batch(layer)
+        if known is not None and batch != known:
+            raise fail(path, f"the carried states of stateful layer '{p}' have batch size {batch}; the layer "
+                             f"runs at batch size {known} (declared by its input or taken from its first call).")
 
 
 def _restore_states(model, states):
@@ -120,45 +125,59 @@ def _as_error(path, e):
 
 
 def _dry(spec, path):
+    """The model `spec` describes, built on torch's meta device (shapes only, no weight memory). Any
+    failure refuses the file: there is no fallback to a real build, so nothing is allocated for a
+    config before its parameter count is known (`_param_count`)."""
     if not isinstance(spec, dict):
         raise fail(path, "the model config is not a JSON object.")
     try:
+        cfg.check_values(spec)
         model = cfg.build_dry(spec)
-    except RuntimeError as e:
-        if "meta" in str(e):
-            return None           # a layer that can't be built on the meta device: checks run on the real model
-        raise _as_error(path, e) from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
-            RecursionError) as e:
+            RecursionError, RuntimeError, OverflowError) as e:
         raise _as_error(path, e) from None
     if not _walk.is_model(model):
         raise fail(path, f"the config describes a {type(model).__name__} layer, not a model.")
     return model
+
+
+def _param_count(dry):
+    """Elements of the dry-built model's weights (Keras' weights, the ones a file stores)."""
+    return sum(int(np.prod(w.shape, dtype=np.int64)) for w in dry.weights)
+
+
+def _check_budget(dry, path, nbytes):
+    """Refuse a config whose weights can't be in a file of `nbytes` bytes (float32: 4 bytes each),
+    before the real model (and its memory) exists."""
+    n = _param_count(dry)
+    if 4 * n > nbytes:
+        raise fail(path, f"the model config declares {n:,} parameters ({4 * n:,} bytes as float32) but the "
+                         f"file is only {nbytes:,} bytes: the weights can't be in it (crafted or "
+                         f"inconsistent file).")
 
 
 def _real(spec, path):
     try:
         model = serialization.deserialize_layer(spec)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError,
-            RecursionError) as e:
+            RecursionError, RuntimeError, OverflowError) as e:
         raise _as_error(path, e) from None
     if not _walk.is_model(model):
         raise fail(path, f"the config describes a {type(model).__name__} layer, not a model.")
     return model
 
 
-def _finish(spec, read_arrays, read_states, path):
-    """dry build -> read + check weights/states against it -> real build -> assign. Nothing is
-    returned (or half-assigned) unless every check has passed."""
+def _finish(spec, read_arrays, read_states, path, nbytes):
+    """dry build (shapes only) -> parameter budget against the file's size -> read + check weights and
+    states against the dry model -> real build -> assign. Nothing is built for real, returned or
+    half-assigned unless every check has passed."""
     dry = _dry(spec, path)
-    model = None if dry is not None else _real(spec, path)
-    ref = dry if dry is not None else model
-    arrays = read_arrays(ref)
-    _check_weights(ref, arrays, path)
+    _check_budget(dry, path, nbytes)
+    arrays = read_arrays(dry)
+    _check_weights(dry, arrays, path)
     states = read_states()
-    _check_states(ref, states, path)
-    if model is None:
-        model = _real(spec, path)
+    _check_states(dry, states, path)
+    model = _real(spec, path)
     _assign(model, arrays)
     _restore_states(model, states)
     return model
@@ -193,7 +212,7 @@ def model_from_json(json_string, custom_objects=None, max_params=MAX_PARAMS_FROM
     where = "<json string>"
     spec = _loads_json(json_string, where)
     dry = _dry(spec, where)
-    n = sum(int(np.prod(w.shape, dtype=np.int64)) for w in dry.weights) if dry is not None else 0
+    n = _param_count(dry)
     if max_params is not None and n > max_params:
         raise fail(where, f"the model would have {n:,} parameters, over max_params={max_params:,}; pass "
                           f"max_params=None if that is intended.")
@@ -319,7 +338,7 @@ def _load_keras(data, path):
             _loads_json(_zip_member(zf, KERAS_METADATA, 1 << 20, path), path, KERAS_METADATA)
     with keras_h5.open_h5(wdata, path) as f:
         return _finish(spec, lambda dry: _h5(path, keras_h5.read, dry, f, path, len(wdata)),
-                       lambda: _h5(path, keras_h5.read_states, f, path, len(wdata)), path)
+                       lambda: _h5(path, keras_h5.read_states, f, path, len(wdata)), path, len(wdata))
 
 
 # ---- legacy .h5 -----------------------------------------------------------------------------------
@@ -327,16 +346,17 @@ def _load_legacy(data, path):
     with keras_h5.open_h5(data, path) as f:
         text = _h5(path, _legacy_config_text, f, path)
         spec = _loads_json(text, path, "model_config")
-        return _finish(spec, lambda dry: _h5(path, keras_h5.read_legacy, dry, f, path, len(data)), lambda: {}, path)
+        return _finish(spec, lambda dry: _h5(path, keras_h5.read_legacy, dry, f, path, len(data)), lambda: {},
+                       path, len(data))
 
 
 def _legacy_config_text(f, path):
     if "model_config" not in f.attrs:
-        if keras_h5.is_legacy(f) or "vars" in f or "layers" in f:
+        if keras_h5.is_legacy(f, path) or _h5guard.has(f, "vars") or _h5guard.has(f, "layers"):
             raise fail(path, "this HDF5 file holds weights only (no model config); load it with "
                              "`model.load_weights(path)` on a model of the same architecture.")
         raise fail(path, "an HDF5 file without a Keras model config.")
-    if "model_weights" not in f:
+    if not _h5guard.has(f, "model_weights"):
         raise fail(path, "the legacy HDF5 file has no 'model_weights' group.")
     return keras_h5.legacy_config(f, path)
 
@@ -366,7 +386,8 @@ def _split_native(tensors):
 def _load_native(data, path, compile=True):
     meta, tensors = native.loads(data, path)
     spec = native.parse_config(meta, path)
-    model = _finish(spec, lambda dry: _split_native(tensors), lambda: _native_states(tensors, path), path)
+    model = _finish(spec, lambda dry: _split_native(tensors), lambda: _native_states(tensors, path), path,
+                    len(data))
     if compile and training_state.KEY in meta:
         training_state.restore(model, meta, training_state.split(tensors)[1], path)
     return model
@@ -411,7 +432,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     a native file saved from a compiled model comes back compiled, with its optimizer state, so
     `fit` resumes where it stopped (``rnnstate.saving.training_state``: when the optimizer is one of
     rnnstate's and losses/metrics are given by name). `safe_mode` is accepted for Keras
-    compatibility (loading is always safe). ``.keras`` and ``.h5`` files load uncompiled.
+    compatibility only: loading is always safe, and ``safe_mode=False`` enables nothing (no Lambda, no
+    custom code). ``.keras`` and ``.h5`` files load uncompiled.
     """
     _no_custom(custom_objects)
     if os.path.isdir(filepath):
@@ -474,7 +496,7 @@ def load_weights(model, filepath, skip_mismatch=False, **kwargs):
             kind = "hdf5"
         if kind == "hdf5":
             with keras_h5.open_h5(data, filepath) as f:
-                if _h5(filepath, keras_h5.is_legacy, f):
+                if _h5(filepath, keras_h5.is_legacy, f, filepath):
                     arrays = _h5(filepath, keras_h5.read_legacy, model, f, filepath, len(data))
                 else:
                     arrays = _h5(filepath, keras_h5.read, model, f, filepath, len(data))

@@ -318,3 +318,64 @@ def build_dry(spec):
         warnings.simplefilter("ignore")
         with torch.device("meta"):
             return serialization.deserialize_layer(zero_initializers(spec))
+
+
+# ---- value checks on a spec read from a file ---------------------------------------------------------
+_SHAPE_KEYS = ("batch_shape", "batch_input_shape", "input_shape", "shape", "build_input_shape")
+_BOOL_KEYS = {"trainable", "stateful", "return_sequences", "return_state", "go_backwards", "unroll",
+              "time_major", "use_bias", "reset_after", "unit_forget_bias", "mask_zero", "sparse", "ragged",
+              "return_cell_sequence", "return_gate_sequences", "zero_output_for_mask", "use_cudnn"}
+
+
+def _bool_params(cls):
+    import inspect
+    out = set()
+    for c in cls.__mro__:
+        init = c.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            continue
+        out |= {n for n, p in sig.parameters.items() if isinstance(p.default, bool)}
+    return out
+
+
+def check_values(spec, where="the config"):
+    """Refuse wrongly typed values in every layer config of `spec` before anything is built: flags must
+    be JSON booleans (``"no"`` is not False), shapes lists of positive integers or null. Raises
+    ValueError naming the layer, the key, what was expected and what was received."""
+    reg = serialization.registry()
+
+    def walk(o, depth):
+        if depth > 200:
+            raise _bad(f"{where} is nested too deeply")
+        if isinstance(o, list):
+            for v in o:
+                walk(v, depth + 1)
+            return
+        if not isinstance(o, dict):
+            return
+        cn, c = o.get("class_name"), o.get("config")
+        if isinstance(cn, str) and cn in reg and isinstance(c, dict):
+            who = f"layer {c.get('name', cn)!r:.60} ({cn})"
+            bools = _BOOL_KEYS | _bool_params(reg[cn])
+            for k, v in c.items():
+                if k in bools and not isinstance(v, bool):
+                    raise _bad(f"{who}: config `{k}` must be true or false; received {v!r:.60}")
+                if k in _SHAPE_KEYS and v is not None:
+                    if not isinstance(v, list) or len(v) > 16 or not all(
+                            d is None or (isinstance(d, int) and not isinstance(d, bool) and 0 < d < (1 << 40))
+                            for d in v):
+                        raise _bad(f"{who}: config `{k}` must be a list of positive integers or null; "
+                                   f"received {v!r:.80}")
+            extras = o.get("rnnstate_options")
+            if isinstance(extras, dict):
+                for k, v in extras.items():
+                    if k in bools and not isinstance(v, bool):
+                        raise _bad(f"{who}: option `{k}` must be true or false; received {v!r:.60}")
+        for v in o.values():
+            walk(v, depth + 1)
+
+    walk(spec, 0)

@@ -30,8 +30,8 @@ import io
 import numpy as np
 
 from .. import serialization
-from . import _walk
-from ._io import fail, import_h5py
+from . import _h5guard, _walk
+from ._io import FileFormatError, fail, import_h5py
 
 STATES_GROUP = "rnnstate_states"
 
@@ -92,8 +92,12 @@ def open_h5(data: bytes, path):
         raise fail(path, f"not a readable HDF5 file ({type(e).__name__}: {e}); truncated or corrupt?", e) from None
 
 
-def is_legacy(f) -> bool:
-    return "layer_names" in f.attrs or ("model_weights" in f and "layer_names" in f["model_weights"].attrs)
+def is_legacy(f, path="<memory>") -> bool:
+    h5py = import_h5py("<memory>", "reading HDF5 file")
+    if "layer_names" in f.attrs:
+        return True
+    mw = _h5guard.member(h5py, f, "model_weights", path, "the file")
+    return isinstance(mw, h5py.Group) and "layer_names" in mw.attrs
 
 
 def read(model, f, path, nbytes):
@@ -103,9 +107,9 @@ def read(model, f, path, nbytes):
     seen = set()
 
     def group(parent, key):
-        if parent is None or key not in parent:
+        if parent is None:
             return None
-        g = parent[key]
+        g = _h5guard.member(h5py, parent, key, path, "the weights")
         return g if isinstance(g, h5py.Group) else None
 
     def load(obj, g, where):
@@ -120,10 +124,10 @@ def read(model, f, path, nbytes):
             raise fail(path, f"{where} ({type(obj).__name__} '{obj.name}') has {len(own)} weight(s) ({names}) "
                              f"but the file holds {len(keys)} at '{(g.name if g is not None else where)}/vars'.")
         for i, w in enumerate(own):
-            ds = vars_g.get(str(i)) if vars_g is not None else None
+            ds = _h5guard.member(h5py, vars_g, str(i), path, where) if vars_g is not None else None
             if not isinstance(ds, h5py.Dataset):
                 raise fail(path, f"{where}: weight {i} (`{w.name}`) is missing from the file.")
-            _check_ds(ds, w, where, path)
+            _check_ds(h5py, ds, w, where, path)
             plan.append((w, ds))
         if _walk.is_model(obj):
             subs = _walk.model_layers(obj)
@@ -152,7 +156,8 @@ def read(model, f, path, nbytes):
     return _materialize(model, plan, path, nbytes)
 
 
-def _check_ds(ds, w, where, path):
+def _check_ds(h5py, ds, w, where, path):
+    _h5guard.check_dataset(h5py, ds, path, where)
     if tuple(ds.shape) != tuple(w.shape):
         raise fail(path, f"{where}: weight `{w.name}` must have shape {tuple(w.shape)}; the file holds shape "
                          f"{tuple(ds.shape)}.")
@@ -161,6 +166,7 @@ def _check_ds(ds, w, where, path):
 
 
 def _materialize(model, plan, path, nbytes):
+    h5py = import_h5py(path, "reading HDF5 file")
     total = sum(int(np.prod(w.shape, dtype=np.int64)) * ds.dtype.itemsize for w, ds in plan)
     if total > nbytes:
         raise fail(path, f"the weights declare {total} bytes of data but the file is only {nbytes} bytes "
@@ -172,7 +178,9 @@ def _materialize(model, plan, path, nbytes):
         if p is None:
             raise fail(path, f"weight {w!r} has no place in the model (internal error).")
         try:
-            out[p] = np.asarray(ds[()], dtype=np.float32)
+            out[p] = _h5guard.read(h5py, ds, path, f"weight `{p}`", np.float32)
+        except FileFormatError:
+            raise
         except Exception as e:
             raise fail(path, f"can't read the data of weight `{p}` ({type(e).__name__}: {e}); the file is "
                              f"corrupt.", e) from None
@@ -182,8 +190,11 @@ def _materialize(model, plan, path, nbytes):
 def read_states(f, path, nbytes):
     """The ``rnnstate_states`` group -> {layer path: [arrays]} (empty if absent)."""
     h5py = import_h5py(path, "reading HDF5 file")
-    if STATES_GROUP not in f:
+    top = _h5guard.member(h5py, f, STATES_GROUP, path, "the states")
+    if top is None:
         return {}
+    if not isinstance(top, h5py.Group):
+        raise fail(path, f"'{STATES_GROUP}' is not a group.")
     found = {}
     total = 0
 
@@ -192,22 +203,23 @@ def read_states(f, path, nbytes):
         if depth > 32:
             raise fail(path, "the states group is nested too deeply.")
         for k in g.keys():
-            obj = g[k]
+            obj = _h5guard.member(h5py, g, k, path, "the states")
             if isinstance(obj, h5py.Group):
                 walk(obj, f"{prefix}{k}/", depth + 1)
             elif isinstance(obj, h5py.Dataset):
+                _h5guard.check_dataset(h5py, obj, path, "the states")
                 if not k.isdigit() or obj.dtype.kind != "f" or len(obj.shape) != 2:
                     raise fail(path, f"malformed state entry '{prefix}{k}'.")
                 total += int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
                 if total > nbytes:
                     raise fail(path, "the states declare more data than the file holds.")
                 found.setdefault(prefix.rstrip("/"), {})[int(k)] = obj
-    walk(f[STATES_GROUP], "", 0)
+    walk(top, "", 0)
     out = {}
     for p, d in found.items():
         if sorted(d) != list(range(len(d))):
             raise fail(path, f"the states of '{p}' are not numbered 0..{len(d) - 1}.")
-        out[p] = [np.asarray(d[i][()], dtype=np.float32) for i in range(len(d))]
+        out[p] = [_h5guard.read(h5py, d[i], path, f"the states of '{p}'", np.float32) for i in range(len(d))]
     return out
 
 
@@ -216,13 +228,14 @@ def read_legacy(model, f, path, nbytes):
     """Legacy layout (layer groups with ``weight_names``) -> {native path: array}. Layers are matched by
     name when the file's weighted layers have exactly the model's names, else by order (as Keras)."""
     h5py = import_h5py(path, "reading HDF5 file")
-    root = f["model_weights"] if "model_weights" in f and isinstance(f["model_weights"], h5py.Group) else f
+    mw = _h5guard.member(h5py, f, "model_weights", path, "the file")
+    root = mw if isinstance(mw, h5py.Group) else f
     names = _attr_list(root, "layer_names")
     if names is None:
         raise fail(path, "the HDF5 file has no `layer_names` attribute: not a Keras weights file.")
     file_layers = []
     for n in names:
-        g = root.get(n)
+        g = _h5guard.member(h5py, root, n, path, f"layer '{n}'")
         if not isinstance(g, h5py.Group):
             raise fail(path, f"layer '{n}' is listed in `layer_names` but has no group in the file.")
         wn = _attr_list(g, "weight_names") or []
@@ -245,10 +258,10 @@ def read_legacy(model, f, path, nbytes):
             raise fail(path, f"layer '{layer.name}' has {len(ws)} weight(s) but the file holds {len(wn)} "
                              f"({wn[:6]}).")
         for w, n in zip(ws, wn):
-            ds = g.get(n)
+            ds = _h5guard.member(h5py, g, n, path, f"layer '{layer.name}'")
             if not isinstance(ds, h5py.Dataset):
                 raise fail(path, f"layer '{layer.name}': weight '{n}' is missing from the file.")
-            _check_ds(ds, w, f"layer '{layer.name}'", path)
+            _check_ds(h5py, ds, w, f"layer '{layer.name}'", path)
             plan.append((w, ds))
     return _materialize(model, plan, path, nbytes)
 

@@ -110,7 +110,14 @@ def to_state(layer, values, owner=None):
         if isinstance(v, (list, tuple, dict)):
             raise _checks.state_structure(owner, f"{len(names)} arrays ({', '.join(names)})",
                                           f"a nested {type(v).__name__}")
-        ts.append(to_tensor(v, torch.float32, dev))
+        try:
+            t = to_tensor(v, torch.float32, dev)
+        except (TypeError, ValueError):
+            t = None
+        if t is None or not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.bool)):
+            raise _checks.state_structure(owner, f"{len(names)} float arrays ({', '.join(names)})",
+                                          f"{type(v).__name__} {v!r:.60}")
+        ts.append(t.float())
     B = ts[0].shape[0] if ts[0].dim() >= 1 else None
     for name, t, n in zip(names, ts, layer.state_size):
         if t.dim() != 2 or t.shape[0] != B or t.shape[1] != n:
@@ -138,17 +145,22 @@ def known_batch(layer):
     return d if d is not None else layer.__dict__.get("_first_batch")
 
 
-def _check_batch(layer, batch):
+def _validate_batch(layer, batch):
+    """Raise if `layer` runs at another batch size than `batch`; changes nothing."""
     d = _declared(layer)
     if d is not None:
         if batch != d:
             raise _checks.stateful_batch(layer, d, batch, "declared")
         return
     first = layer.__dict__.get("_first_batch")
-    if first is None:
-        layer.__dict__["_first_batch"] = int(batch)
-    elif batch != first:
+    if first is not None and batch != first:
         raise _checks.stateful_batch(layer, first, batch, "first call")
+
+
+def _check_batch(layer, batch):
+    _validate_batch(layer, batch)
+    if _declared(layer) is None and layer.__dict__.get("_first_batch") is None:
+        layer.__dict__["_first_batch"] = int(batch)
 
 
 def carried_state(layer, batch, device, dtype):
@@ -180,12 +192,24 @@ def _rnn_get(layer):
     return state_type(layer)(*[t.detach().clone() for t in s])
 
 
-def _rnn_set(layer, states):
+def _rnn_prepare(layer, states):
+    """Checked new states for `layer` (no change made): ``[(layer, state)]``."""
     if not layer.stateful:
         raise _checks.not_stateful(layer, "set_states")
     st = to_state(layer, states)
-    _check_batch(layer, st[0].shape[0])
-    layer._states = st
+    _validate_batch(layer, st[0].shape[0])
+    return [(layer, st)]
+
+
+def _commit(prepared):
+    """Assign prepared states; cannot fail (every check ran in `_rnn_prepare`)."""
+    for layer, st in prepared:
+        _check_batch(layer, st[0].shape[0])
+        layer._states = st
+
+
+def _rnn_set(layer, states):
+    _commit(_rnn_prepare(layer, states))
 
 
 def sample_mask(layer, samples, batch):
@@ -266,23 +290,27 @@ def get_states(obj, as_list=False):
 
 
 def set_states(obj, states):
-    """Set carried states from the structure `get_states` returns, or from the Keras-ordered list."""
+    """Set carried states from the structure `get_states` returns, or from the Keras-ordered list.
+    Atomic: every layer's value is checked before any layer changes."""
+    _commit(_prepare(obj, states))
+
+
+def _prepare(obj, states):
     RNN, Bidi = _classes()
     if isinstance(obj, RNN):
-        _rnn_set(obj, states)
-        return
+        return _rnn_prepare(obj, states)
     if isinstance(obj, Bidi):
         if not obj.stateful:
             raise _checks.not_stateful(obj, "set_states")
         fw, bw = _bidi_split(obj, states)
-        _rnn_set(obj.forward_layer, fw)
-        _rnn_set(obj.backward_layer, bw)
-        return
+        return _rnn_prepare(obj.forward_layer, fw) + _rnn_prepare(obj.backward_layer, bw)
     layers = recurrent_layers(obj, stateful_only=True)
     if not layers:
         raise _checks.no_stateful_layers(obj, "set_states")
+    out = []
     for layer, value in _by_layer(obj, layers, states):
-        set_states(layer, value)
+        out += _prepare(layer, value)
+    return out
 
 
 def _count(layer):
@@ -333,9 +361,13 @@ def reset_states(obj, states=None, samples=None):
     if isinstance(obj, Bidi):
         if not obj.stateful:
             raise _checks.not_stateful(obj, "reset_states")
-        fw, bw = _bidi_split(obj, states) if states is not None else (None, None)
-        _rnn_reset(obj.forward_layer, fw, samples)
-        _rnn_reset(obj.backward_layer, bw, samples)
+        if states is not None and samples is not None:
+            raise _checks.states_and_samples(obj)
+        if states is not None:
+            set_states(obj, states)         # atomic over both directions
+            return
+        _rnn_reset(obj.forward_layer, None, samples)
+        _rnn_reset(obj.backward_layer, None, samples)
         return
     layers = recurrent_layers(obj, stateful_only=True)
     if not layers:
@@ -343,6 +375,13 @@ def reset_states(obj, states=None, samples=None):
     if states is not None:
         set_states(obj, states)
         return
+    if samples is not None:                 # check the mask against every layer before zeroing any
+        for leaf in leaf_rnns(obj):
+            if leaf.stateful:
+                B = leaf._states[0].shape[0] if leaf._states is not None else known_batch(leaf)
+                if B is None:
+                    raise _checks.no_state_yet(leaf)
+                sample_mask(leaf, samples, B)
     for l in layers:
         reset_states(l, samples=samples)
 

@@ -19,8 +19,14 @@ preallocated tensor per layer and state (rows = streams), so gather and scatter 
 * **Files.** ``save`` writes safetensors (tensors ``<layer>/<state>`` with one row per stream, in LRU
   order, plus the keys and layer layout as metadata) to a temporary file in the same folder and
   renames it over `path` (``os.replace``, atomic): a crash never leaves a half-written file.
-  ``load`` replaces the store's contents and checks that the file's layers and state sizes match the
-  model. Keys may be str, int, or tuples of those.
+  ``load`` checks the whole file first (format, layers and state sizes against the model, one row per key,
+  distinct keys, finite values) and only then replaces the store's contents; a bad file raises
+  :class:`~rnnstate.saving.FileFormatError` and changes nothing.
+* **Atomic operations.** ``step``, ``set`` and ``load`` either complete or change nothing: a step whose
+  model call fails (wrong feature size...) evicts and admits no stream; ``on_evict`` runs after the model
+  call succeeded and before anything changes (if it raises, the step changes nothing).
+* **Keys** are str, int, bool or tuples of those, and typed: ``1``, ``True`` and ``"1"`` are three
+  streams (numpy integers are ints).
 """
 from __future__ import annotations
 
@@ -28,7 +34,6 @@ import collections
 import json
 import numbers
 import os
-import tempfile
 import threading
 
 import torch
@@ -59,13 +64,15 @@ class StateStore:
         self.on_evict = on_evict
         self.streamer = Streamer(model, training=training, grad=grad)
         self._lock = threading.RLock()
-        self._slots: collections.OrderedDict = collections.OrderedDict()   # key -> row; oldest first
+        self._slots: collections.OrderedDict = collections.OrderedDict()   # typed key -> row; oldest first
+        self._keys: dict = {}                                               # typed key -> the user's key
         self._free: list[int] = []
         self._pool = None        # {layer_name: NamedTuple of (capacity, n) tensors}
         self._capacity = 0
 
     # ---- pool --------------------------------------------------------------------------------------------
     def _ensure_pool(self, need):
+        """Rows for `need` streams; growing keeps every value (invisible to users)."""
         if self._pool is None:
             dev = _device(self.streamer.model)
             self._pool = {l.name: access.zero_state(l, 0, dev) for l in self.streamer.layers}
@@ -73,39 +80,47 @@ class StateStore:
             return
         cap = max(need, 2 * self._capacity, 8)
         if self.max_streams is not None:
-            cap = min(cap, self.max_streams)
+            cap = min(cap, max(self.max_streams, need))
+        pool = {}
         for name, st in self._pool.items():
             grown = []
             for p in st:
                 q = torch.zeros(cap, p.shape[1], device=p.device, dtype=p.dtype)
                 q[: p.shape[0]] = p
                 grown.append(q)
-            self._pool[name] = type(st)(*grown)
-        self._free.extend(range(self._capacity, cap))
+            pool[name] = type(st)(*grown)
+        self._pool = pool
+        self._free = list(range(cap - 1, self._capacity - 1, -1)) + self._free
         self._capacity = cap
 
     def _rows(self, idx):
         return {name: type(st)(*[p.index_select(0, idx) for p in st]) for name, st in self._pool.items()}
 
-    def _evict_for(self, n_new, keep):
-        if self.max_streams is None:
-            return
-        victims = []
-        over = len(self._slots) + n_new - self.max_streams
-        if over <= 0:
-            return
-        for k in self._slots:
-            if k not in keep:
-                victims.append(k)
-                if len(victims) == over:
-                    break
-        for k in victims:
-            self._drop(k, evicted=True)
+    def _row_states(self, row):
+        return self._rows(torch.tensor([row], device=self._device()))
 
-    def _drop(self, key, evicted=False):
-        row = self._slots.pop(key)
-        if evicted and self.on_evict is not None:
-            self.on_evict(key, self._rows(torch.tensor([row], device=self._device())))
+    def _victims(self, n_new, keep):
+        """Typed keys that admitting `n_new` streams would evict (least recently used first); no change."""
+        if self.max_streams is None:
+            return []
+        over = len(self._slots) + n_new - self.max_streams
+        victims = []
+        if over > 0:
+            for k in self._slots:
+                if k not in keep:
+                    victims.append(k)
+                    if len(victims) == over:
+                        break
+        return victims
+
+    def _report(self, victims):
+        if self.on_evict is not None:
+            for k in victims:
+                self.on_evict(self._keys[k], self._row_states(self._slots[k]))
+
+    def _drop(self, tk):
+        row = self._slots.pop(tk)
+        del self._keys[tk]
         for st in self._pool.values():
             for p in st:
                 p[row] = 0
@@ -116,84 +131,114 @@ class StateStore:
 
     # ---- stepping ------------------------------------------------------------------------------------------
     def step(self, keys, x):
-        """Advance the streams `keys` (one per row of `x`) by the chunk `x` and return the model's outputs."""
-        keys = list(keys)
+        """Advance the streams `keys` (one per row of `x`) by the chunk `x` and return the model's outputs.
+        Atomic: if anything fails (bad keys, a wrong input shape, ``on_evict`` raising), no stream is
+        evicted, admitted or advanced."""
+        if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+            raise _checks.store_keys(self, f"`keys` must be a list of stream keys (one per row of `x`); "
+                                           f"received {type(keys).__name__} {keys!r:.60}.")
+        keys = [_norm_key(k) for k in keys]
+        if not keys:
+            raise _checks.store_keys(self, "`keys` is empty; a step advances at least one stream (one key per "
+                                           "row of `x`).")
+        typed = [_typed(k) for k in keys]
         batch = _batch_of(x)
         if batch is not None and batch != len(keys):
             raise _checks.store_keys(self, f"`keys` has {len(keys)} entries but `x` has {batch} rows; give one "
                                            f"key per row.")
-        if len(set(keys)) != len(keys):
-            dup = sorted({repr(k) for k in keys if keys.count(k) > 1})
+        if len(set(typed)) != len(typed):
+            dup = sorted({repr(k) for k, t in zip(keys, typed) if typed.count(t) > 1})
             raise _checks.store_keys(self, f"keys repeat within one step ({', '.join(dup)}); one step advances "
                                            f"each stream once. Split them over several steps.")
         if self.max_streams is not None and len(keys) > self.max_streams:
             raise _checks.store_keys(self, f"a step of {len(keys)} keys exceeds max_streams={self.max_streams}.")
-        for k in keys:
-            _encode_key(k)
         with self._lock:
             self._ensure_pool(0)
-            keep = set(keys)
-            new = [k for k in keys if k not in self._slots]
-            self._evict_for(len(new), keep)
-            self._ensure_pool(len(self._slots) + len(new))
-            for k in new:
-                self._slots[k] = self._free.pop()
-            idx = torch.tensor([self._slots[k] for k in keys], device=self._device())
-            y, states = self.streamer._step(x, self._rows(idx))
+            keep = set(typed)
+            new = [t for t in typed if t not in self._slots]
+            victims = self._victims(len(new), keep)
+            self._ensure_pool(len(self._slots) - len(victims) + len(new))
+            dev = self._device()
+            # start states: held rows for known keys, zeros for new ones (gathered copies; nothing changes)
+            known = torch.tensor([t in self._slots for t in typed], device=dev)
+            idx = torch.tensor([self._slots.get(t, 0) for t in typed], device=dev)
+            start = {name: type(st)(*[torch.where(known.unsqueeze(1), v, torch.zeros_like(v)) for v in st])
+                     for name, st in self._rows(idx).items()}
+            y, states = self.streamer._step(x, start)
+            self._report(victims)
+            # commit: nothing below can fail on checked inputs
+            for t in victims:
+                self._drop(t)
+            for k, t in zip(keys, typed):
+                if t not in self._slots:
+                    self._slots[t] = self._free.pop()
+                    self._keys[t] = k
+            idx = torch.tensor([self._slots[t] for t in typed], device=dev)
             with torch.no_grad():
                 for name, st in states.items():
                     for p, v in zip(self._pool[name], st):
                         p.index_copy_(0, idx, v.detach().to(p.dtype))
-            for k in keys:
-                self._slots.move_to_end(k)
+            for t in typed:
+                self._slots.move_to_end(t)
             return y
 
     # ---- single streams -------------------------------------------------------------------------------------
     def get(self, key):
         """The states of stream `key`, batch 1: ``{layer_name: LSTMState(h (1, U), c (1, U))}``."""
         with self._lock:
-            if key not in self._slots:
+            t = _typed(_norm_key(key))
+            if t not in self._slots:
                 raise KeyError(f"StateStore: no stream {key!r}; it was never stepped, or was dropped or evicted.")
-            return self._rows(torch.tensor([self._slots[key]], device=self._device()))
+            return self._row_states(self._slots[t])
 
     def set(self, key, states):
-        """Set the states of stream `key` (batch 1, the structure ``get`` returns); it becomes the most recent."""
-        _encode_key(key)
+        """Set the states of stream `key` (batch 1, the structure ``get`` returns); it becomes the most recent.
+        Atomic: the states are checked (and ``on_evict`` called) before anything changes."""
+        key = _norm_key(key)
+        t = _typed(key)
         with self._lock:
             self._ensure_pool(0)
             parsed = self.streamer._parse(states, 1)
-            if key not in self._slots:
-                self._evict_for(1, {key})
-                self._ensure_pool(len(self._slots) + 1)
-                self._slots[key] = self._free.pop()
-            row = self._slots[key]
+            victims = [] if t in self._slots else self._victims(1, {t})
+            self._ensure_pool(len(self._slots) - len(victims) + 1)
+            self._report(victims)
+            for v in victims:
+                self._drop(v)
+            if t not in self._slots:
+                self._slots[t] = self._free.pop()
+                self._keys[t] = key
+            row = self._slots[t]
             for layer, st in parsed.items():
                 for p, v in zip(self._pool[layer.name], st):
                     p[row] = v[0].to(p.device, p.dtype)
-            self._slots.move_to_end(key)
+            self._slots.move_to_end(t)
 
     def drop(self, key):
         """Forget stream `key` (its next step starts from zeros)."""
         with self._lock:
-            if key not in self._slots:
+            t = _typed(_norm_key(key))
+            if t not in self._slots:
                 raise KeyError(f"StateStore: no stream {key!r} to drop.")
-            self._drop(key)
+            self._drop(t)
 
     def clear(self):
         with self._lock:
-            for k in list(self._slots):
-                self._drop(k)
+            for t in list(self._slots):
+                self._drop(t)
 
     def keys(self):
         """Stream keys, least recently used first."""
         with self._lock:
-            return list(self._slots)
+            return [self._keys[t] for t in self._slots]
 
     def __len__(self):
         return len(self._slots)
 
     def __contains__(self, key):
-        return key in self._slots
+        try:
+            return _typed(_norm_key(key)) in self._slots
+        except ValueError:
+            return False
 
     # ---- files -----------------------------------------------------------------------------------------------
     def _layout(self):
@@ -201,61 +246,121 @@ class StateStore:
 
     def save(self, path):
         """Write every stream's states to `path` (safetensors), atomically. Returns `path`."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from ..saving._io import atomic_write
         path = os.fspath(path)
         with self._lock:
             self._ensure_pool(0)
-            keys = list(self._slots)
-            idx = torch.tensor([self._slots[k] for k in keys], dtype=torch.long, device=self._device())
+            typed = list(self._slots)
+            idx = torch.tensor([self._slots[t] for t in typed], dtype=torch.long, device=self._device())
             tensors = {}
             for name, st in self._rows(idx).items():
-                for field, t in zip(st._fields, st):
-                    tensors[f"{name}/{field}"] = t.detach().cpu().contiguous()
-            meta = {"format": _FORMAT, "keys": json.dumps([_encode_key(k) for k in keys]),
+                for field, v in zip(st._fields, st):
+                    tensors[f"{name}/{field}"] = v.detach().cpu().contiguous()
+            meta = {"format": _FORMAT, "keys": json.dumps([_encode_key(self._keys[t]) for t in typed]),
                     "layers": json.dumps(self._layout())}
-            folder = os.path.dirname(os.path.abspath(path))
-            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-            os.close(fd)
-            try:
-                save_file(tensors, tmp, metadata=meta)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                raise
+            atomic_write(path, save(tensors, metadata=meta))
         return path
 
     def load(self, path):
         """Replace the store's contents with the streams saved in `path`. With ``max_streams`` smaller than
-        the file, only the most recently used streams are kept (the eviction rule)."""
-        from safetensors import safe_open
+        the file, only the most recently used streams are kept (the eviction rule). The whole file is
+        checked first; a bad file raises :class:`~rnnstate.saving.FileFormatError` and the store keeps its
+        streams."""
         path = os.fspath(path)
+        keys, data = _read_store_file(path, self._layout(), self.streamer.layers)
+        n_file = len(keys)
+        start = n_file - self.max_streams if self.max_streams is not None and n_file > self.max_streams else 0
+        keys = keys[start:]
+        n = len(keys)
+        with self._lock:
+            dev = _device(self.streamer.model) if self._pool is None else self._device()
+            cap = max(n, 1)
+            pool = {}
+            for l in self.streamer.layers:
+                st = access.zero_state(l, cap, dev)
+                for field, p in zip(st._fields, st):
+                    p[:n] = data[f"{l.name}/{field}"][start:].to(dev, p.dtype)
+                pool[l.name] = st
+            slots = collections.OrderedDict((_typed(k), row) for row, k in enumerate(keys))
+            self._keys = {_typed(k): k for k in keys}
+            self._pool, self._capacity, self._slots = pool, cap, slots
+            self._free = list(range(cap - 1, n - 1, -1))
+        return self
+
+
+def _read_store_file(path, layout, layers):
+    """(keys, {"<layer>/<state>": tensor}) from a StateStore file, every part checked against `layout`."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..saving._io import MAX_JSON_BYTES, fail
+    if os.path.isdir(path):
+        raise fail(path, "it is a directory, not a StateStore file.")
+    try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
-            if meta.get("format") != _FORMAT:
-                raise _checks.store_keys(self, f"{path!r} is not a StateStore file (format "
-                                               f"{meta.get('format')!r}, expected {_FORMAT!r}).")
-            layout = json.loads(meta["layers"])
-            if layout != self._layout():
-                raise _checks.store_keys(self, f"{path!r} holds states for layers {layout} (name, states, sizes); "
-                                               f"this model has {self._layout()}.")
-            keys = [_decode_key(k) for k in json.loads(meta["keys"])]
-            data = {k: f.get_tensor(k) for k in f.keys()}
-        first = self.max_streams is not None and len(keys) > self.max_streams
-        start = len(keys) - self.max_streams if first else 0
-        with self._lock:
-            self._pool, self._capacity, self._free = None, 0, []
-            self._slots = collections.OrderedDict()
-            self._ensure_pool(max(len(keys) - start, 1))
-            dev = self._device()
-            for row, k in enumerate(keys[start:]):
-                self._slots[k] = row
-            self._free = [r for r in range(self._capacity) if r >= len(keys) - start][::-1]
-            n = len(keys) - start
-            for name, st in self._pool.items():
-                for field, p in zip(st._fields, st):
-                    p[:n] = data[f"{name}/{field}"][start:].to(dev, p.dtype)
-        return self
+            names = set(f.keys())
+            if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                raise fail(path, f"not a StateStore file (metadata `format`: expected {_FORMAT!r}, received "
+                                 f"{meta.get('format') if isinstance(meta, dict) else None!r:.60}).")
+            for part in ("layers", "keys"):
+                if not isinstance(meta.get(part), str) or len(meta[part]) > MAX_JSON_BYTES:
+                    raise fail(path, f"metadata `{part}`: expected a JSON string; received "
+                                     f"{type(meta.get(part)).__name__}.")
+            try:
+                file_layout = json.loads(meta["layers"])
+                raw_keys = json.loads(meta["keys"])
+            except (ValueError, RecursionError) as e:
+                raise fail(path, f"the metadata is not valid JSON ({type(e).__name__}).", e) from None
+            if file_layout != layout:
+                raise fail(path, f"it holds states for layers {file_layout!r:.300} (name, states, sizes); this "
+                                 f"model has {layout}.")
+            if not isinstance(raw_keys, list):
+                raise fail(path, f"metadata `keys`: expected a list; received {type(raw_keys).__name__}.")
+            keys = [_decode_key(e, path, i) for i, e in enumerate(raw_keys)]
+            typed = [_typed(k) for k in keys]
+            if len(set(typed)) != len(typed):
+                dup = sorted({repr(k) for k, t in zip(keys, typed) if typed.count(t) > 1})[:5]
+                raise fail(path, f"metadata `keys`: expected distinct stream keys; received repeats ({', '.join(dup)}).")
+            want = {f"{l[0]}/{field}": size for l in layout for field, size in zip(l[1], l[2])}
+            if names != set(want):
+                raise fail(path, f"tensors: expected exactly {sorted(want)}; received {sorted(names)[:20]}.")
+            data = {}
+            for name, size in want.items():
+                sl = f.get_slice(name)
+                shape, dt = tuple(sl.get_shape()), sl.get_dtype()
+                if shape != (len(keys), size):
+                    raise fail(path, f"tensor '{name}': expected shape ({len(keys)}, {size}) (one row per key, "
+                                     f"{len(keys)} keys); received {shape}.")
+                if dt not in ("F32", "F16", "BF16", "F64"):
+                    raise fail(path, f"tensor '{name}': expected a float dtype; received {dt}.")
+                t = f.get_tensor(name)
+                if not bool(torch.isfinite(t).all()):
+                    raise fail(path, f"tensor '{name}': expected finite states; received NaN or inf.")
+                data[name] = t
+    except SafetensorError as e:
+        raise fail(path, f"not a readable safetensors file ({e}).", e) from None
+    return keys, data
+
+
+def _norm_key(k):
+    """A key in its canonical form (numpy integers -> int, nested tuples likewise); checks the type."""
+    if isinstance(k, (bool, str)):
+        return k
+    if isinstance(k, numbers.Integral):
+        return int(k)
+    if isinstance(k, tuple):
+        return tuple(_norm_key(v) for v in k)
+    raise _checks.store_keys("StateStore", f"stream keys must be str, int or tuples of those (bools too, as "
+                                           f"their own type; keys are saved as JSON); received {type(k).__name__} {k!r:.100}.")
+
+
+def _typed(k):
+    """A hashable, typed form of a canonical key: ``1``, ``True`` and ``1.0`` never collide."""
+    if isinstance(k, tuple):
+        return ("t", tuple(_typed(v) for v in k))
+    return ("b" if isinstance(k, bool) else "s" if isinstance(k, str) else "i", k)
 
 
 def _batch_of(x):
@@ -269,20 +374,22 @@ def _batch_of(x):
 
 
 def _encode_key(k):
-    if isinstance(k, bool):
-        return ["b", k]
-    if isinstance(k, str):
-        return ["s", k]
-    if isinstance(k, numbers.Integral):
-        return ["i", int(k)]
+    k = _norm_key(k)
     if isinstance(k, tuple):
         return ["t", [_encode_key(v) for v in k]]
-    raise _checks.store_keys("StateStore", f"stream keys must be str, int or tuples of those (they are saved as "
-                                           f"JSON); received {type(k).__name__} {k!r:.100}.")
+    return list(_typed(k))
 
 
-def _decode_key(e):
-    tag, v = e
-    if tag == "t":
-        return tuple(_decode_key(x) for x in v)
-    return v
+def _decode_key(e, path="<file>", i=0, depth=0):
+    """A saved key -> the key; every tag and value type checked."""
+    from ..saving._io import fail
+    ok = isinstance(e, list) and len(e) == 2 and depth < 32
+    if ok:
+        tag, v = e
+        if tag == "t" and isinstance(v, list):
+            return tuple(_decode_key(x, path, i, depth + 1) for x in v)
+        if tag == "b" and isinstance(v, bool) or tag == "s" and isinstance(v, str) \
+                or tag == "i" and isinstance(v, int) and not isinstance(v, bool):
+            return v
+    raise fail(path, f"metadata `keys`[{i}]: expected [\"s\", str], [\"i\", int], [\"b\", bool] or "
+                     f"[\"t\", [keys...]]; received {e!r:.80}.")
