@@ -9,6 +9,9 @@ overrides a batch hook.
 
 Weights snapshots (``EarlyStopping(restore_best_weights=True)``) use the model's
 ``state_dict``; ``ModelCheckpoint`` calls ``model.save(path)`` / ``model.save_weights(path)``.
+
+Under torch.distributed every rank runs the callbacks on the same (global) logs, so they decide
+alike; only rank 0 prints, writes checkpoints and CSV rows.
 """
 
 import csv
@@ -19,10 +22,17 @@ import warnings
 import numpy as np
 import torch
 
+from . import distributed
 from .optimizers import get_learning_rate, set_learning_rate
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
            "CSVLogger", "LambdaCallback", "LearningRateScheduler", "TerminateOnNaN"]
+
+
+def _say(message):
+    """Print a callback message (on rank 0 only under torch.distributed)."""
+    if distributed.is_chief():
+        print(message)
 
 
 class Callback:
@@ -199,10 +209,10 @@ class EarlyStopping(_MonitorCallback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            _say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                _say(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.load_state_dict(self.best_weights)
 
 
@@ -253,21 +263,23 @@ class ModelCheckpoint(_MonitorCallback):
                 return
             if not self._is_improvement(current, self.best):
                 if self.verbose > 0:
-                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                    _say(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to {current:.5f}, "
+                _say(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to {current:.5f}, "
                       f"saving model to {path}")
             self.best = current
         elif self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: saving model to {path}")
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+            _say(f"\nEpoch {epoch + 1}: saving model to {path}")
+        if distributed.is_chief():
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            if self.save_weights_only:
+                self.model.save_weights(path)
+            else:
+                self.model.save(path)
+        distributed.barrier()   # the file exists for every rank once the callback returns
 
 
 class ReduceLROnPlateau(_MonitorCallback):
@@ -311,7 +323,7 @@ class ReduceLROnPlateau(_MonitorCallback):
                     new = max(old * self.factor, self.min_lr)
                     set_learning_rate(opt, new)
                     if self.verbose > 0:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                        _say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
                     self.cooldown_counter, self.wait = self.cooldown, 0
 
 
@@ -327,7 +339,7 @@ class LearningRateScheduler(Callback):
         lr = float(self.schedule(epoch, get_learning_rate(opt)))
         set_learning_rate(opt, lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+            _say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch, logs=None):
         opt = getattr(self.model.optimizer, "torch_optimizer", None) or self.model.optimizer
@@ -341,7 +353,7 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and (math.isnan(loss) or math.isinf(loss)):
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            _say(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 
@@ -357,6 +369,9 @@ class CSVLogger(Callback):
         self._append_header = True
 
     def on_train_begin(self, logs=None):
+        self.keys, self.writer, self.csv_file = None, None, None
+        if not distributed.is_chief():
+            return   # rank 0 writes the (global) logs
         if self.append:
             self._append_header = not (os.path.exists(self.filename) and os.path.getsize(self.filename) > 0)
             mode = "a"
@@ -366,6 +381,8 @@ class CSVLogger(Callback):
         self.writer, self.keys = None, None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.csv_file is None:
+            return
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)

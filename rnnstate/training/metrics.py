@@ -51,6 +51,19 @@ class Metric:
             return 0.0
         return float(self.total / self.count)   # float32 division, as Keras
 
+    # ---- distributed training: states summed across ranks, then the result of the sums --------
+    collective = False
+    """True for metrics whose ``result()`` is itself a collective call (torchmetrics' sync)."""
+
+    def sync_states(self):
+        """The states that add up across ranks (tensors or numbers)."""
+        return [self.total, self.count]
+
+    def result_from(self, states) -> float:
+        """``result()`` computed from summed ``sync_states()`` (1-D float64 tensors)."""
+        total, count = (float(s.sum()) for s in states)
+        return total / count if count else 0.0
+
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
 
