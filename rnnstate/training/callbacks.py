@@ -26,7 +26,7 @@ from . import distributed
 from .optimizers import get_learning_rate, set_learning_rate
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
-           "CSVLogger", "LambdaCallback", "LearningRateScheduler", "TerminateOnNaN"]
+           "CSVLogger", "LambdaCallback", "LearningRateScheduler", "TorchLRScheduler", "TerminateOnNaN"]
 
 
 def _say(message):
@@ -84,10 +84,11 @@ class CallbackList:
               "predict": ("on_predict_batch_begin", "on_predict_batch_end")}
 
     def __init__(self, callbacks=None, model=None, params=None):
-        self.callbacks = list(callbacks or [])
+        self.callbacks = [TorchLRScheduler(cb) if _is_torch_scheduler(cb) else cb for cb in (callbacks or [])]
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be Callback instances; received {cb!r} (type {type(cb).__name__}).")
+                raise TypeError(f"callbacks must be Callback instances or torch.optim.lr_scheduler objects; received "
+                                f"{cb!r} (type {type(cb).__name__}).")
             if model is not None:
                 cb.set_model(model)
             if params is not None:
@@ -328,7 +329,8 @@ class ReduceLROnPlateau(_MonitorCallback):
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at each epoch start to ``schedule(epoch, lr)``."""
+    """Set the learning rate at each epoch start to ``schedule(epoch, lr)`` (or ``schedule(epoch)``
+    for a one-argument function, as Keras)."""
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
@@ -336,7 +338,15 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         opt = getattr(self.model.optimizer, "torch_optimizer", None) or self.model.optimizer
-        lr = float(self.schedule(epoch, get_learning_rate(opt)))
+        try:
+            lr = self.schedule(epoch, get_learning_rate(opt))
+        except TypeError:   # Keras: old-style schedule(epoch)
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (int, float, np.floating, np.integer)) and not (
+                isinstance(lr, torch.Tensor) and lr.numel() == 1):
+            raise ValueError(f"LearningRateScheduler: the schedule must return a number; it returned {lr!r} for "
+                             f"epoch {epoch}.")
+        lr = float(lr)
         set_learning_rate(opt, lr)
         if self.verbose > 0:
             _say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
@@ -345,6 +355,63 @@ class LearningRateScheduler(Callback):
         opt = getattr(self.model.optimizer, "torch_optimizer", None) or self.model.optimizer
         if logs is not None:
             logs["learning_rate"] = get_learning_rate(opt)
+
+
+def _is_torch_scheduler(obj):
+    sched = torch.optim.lr_scheduler
+    return isinstance(obj, tuple(c for c in (getattr(sched, "LRScheduler", None), getattr(sched, "_LRScheduler", None),
+                                             sched.ReduceLROnPlateau) if c is not None))
+
+
+class TorchLRScheduler(Callback):
+    """Step a ``torch.optim.lr_scheduler`` object during ``fit``: after every epoch
+    (``step_every="epoch"``, the default, as torch's examples) or after every training batch
+    (``step_every="batch"``; the default for ``OneCycleLR`` and ``CyclicLR``).  torch's
+    ``ReduceLROnPlateau`` is stepped with the epoch log ``monitor`` (default ``"val_loss"``, else
+    ``"loss"``).  A scheduler given directly in ``callbacks=[...]`` is wrapped in this callback.
+
+    The scheduler must be built on the model's torch optimizer: compile with a
+    ``torch.optim.Optimizer`` and build the scheduler on it, or build it on
+    ``model.optimizer.torch_optimizer`` after ``compile``.  Adds ``learning_rate`` to the epoch logs."""
+
+    def __init__(self, scheduler, step_every=None, monitor="val_loss"):
+        super().__init__()
+        if not _is_torch_scheduler(scheduler):
+            raise TypeError(f"TorchLRScheduler expects a torch.optim.lr_scheduler object; received "
+                            f"{type(scheduler).__name__}.")
+        if step_every is None:
+            step_every = "batch" if type(scheduler).__name__ in ("OneCycleLR", "CyclicLR") else "epoch"
+        if step_every not in ("epoch", "batch"):
+            raise ValueError(f"TorchLRScheduler: step_every must be 'epoch' or 'batch'; received {step_every!r}.")
+        self.scheduler, self.step_every, self.monitor = scheduler, step_every, monitor
+        self._plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if self._plateau and step_every == "batch":
+            raise ValueError("TorchLRScheduler: torch's ReduceLROnPlateau needs an epoch metric; use step_every='epoch'.")
+        self._wants_batch_hooks = step_every == "batch"
+
+    def _torch_opt(self):
+        opt = self.model.optimizer
+        return getattr(opt, "torch_optimizer", None) or opt
+
+    def on_train_begin(self, logs=None):
+        if self.scheduler.optimizer is not self._torch_opt():
+            raise ValueError(f"The {type(self.scheduler).__name__} scheduler was built on a different optimizer than "
+                             f"the model's ({type(self._torch_opt()).__name__}): build it on "
+                             "model.optimizer.torch_optimizer after compile(), or compile with the torch optimizer "
+                             "it was built on.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.step_every == "batch":
+            self.scheduler.step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._plateau:
+            key = self.monitor if logs and self.monitor in logs else "loss"
+            self.scheduler.step((logs or {})[key])
+        elif self.step_every == "epoch":
+            self.scheduler.step()
+        if logs is not None:
+            logs["learning_rate"] = get_learning_rate(self._torch_opt())
 
 
 class TerminateOnNaN(Callback):
