@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torchmetrics
 
 import rnnstate
 from rnnstate import layers as L
@@ -36,8 +37,18 @@ def _model():
     set_random_seed(0)
     inp = rnnstate.Input((T, F))
     m = rnnstate.Model(inp, L.Dense(C, activation="softmax")(L.LSTM(4)(inp)))
-    m.compile(optimizers.SGD(learning_rate=0.2, momentum=0.5), "categorical_crossentropy", metrics=["accuracy", "mae"])
+    # summed running means and summed confusion counts (auc)
+    m.compile(optimizers.SGD(learning_rate=0.2, momentum=0.5), "categorical_crossentropy",
+              metrics=["accuracy", "mae", "auc"])
     return m
+
+
+def _evaluate(m, x, y):
+    """evaluate on a copy compiled with a torchmetrics metric too (it syncs itself across ranks)."""
+    copy = _model()
+    copy.load_state_dict(m.state_dict())
+    copy.compile("sgd", "categorical_crossentropy", metrics=["auc", torchmetrics.MeanSquaredError()])
+    return copy.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)
 
 
 def _fit(m, x, y, callbacks=()):
@@ -72,7 +83,7 @@ def _worker(rank, port, out):
         with contextlib.redirect_stdout(printed):
             h = _fit(m, x, y, [ModelCheckpoint(os.path.join(out, "ckpt.safetensors"), save_best_only=False),
                                CSVLogger(os.path.join(out, "log.csv"))])
-            ev = m.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)
+            ev = _evaluate(m, x, y)
             pred = m.predict(x, batch_size=BATCH, verbose=0)
         weights = {k: v.detach().numpy() for k, v in m.state_dict().items()}
         m2 = _model()
@@ -129,7 +140,8 @@ def test_weights_and_history_match_one_process(two_ranks, one_process):
 def test_evaluate_and_predict_gather_in_input_order(two_ranks, one_process):
     _, ranks = two_ranks
     m, _, x, y = one_process
-    ev = m.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)
+    ev = _evaluate(m, x, y)
+    assert set(ev) == {"loss", "auc", "mean_squared_error"}
     pred = m.predict(x, batch_size=BATCH, verbose=0)
     for info in ranks:
         assert info["arrays"]["pred"].shape == (N, C)
