@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torchmetrics
 
 import rnnstate
 from rnnstate import layers as L
@@ -45,6 +44,7 @@ def _model():
 
 def _evaluate(m, x, y):
     """evaluate on a copy compiled with a torchmetrics metric too (it syncs itself across ranks)."""
+    import torchmetrics   # here: the spawned processes import this module, and it costs seconds
     copy = _model()
     copy.load_state_dict(m.state_dict())
     copy.compile("sgd", "categorical_crossentropy", metrics=["auc", torchmetrics.MeanSquaredError()])
