@@ -107,9 +107,10 @@ class TrainingMixin:
     def _logs(self, local=False):
         """Current loss and metric values; under torch.distributed the global ones (a collective
         call: every rank must ask), unless ``local`` (this rank's, for the progress bar)."""
-        if not local and distributed.world() is not None:
+        world = distributed.world()
+        if world is not None and not local:
             return distributed.reduce_logs(self._trackers())
-        return {name: m.result() for name, m in self._trackers() if not (local and m.collective)}
+        return {name: m.result() for name, m in self._trackers() if world is None or not m.collective}
 
     # ---- data --------------------------------------------------------------------------------
     def _device(self):
@@ -359,7 +360,8 @@ class TrainingMixin:
         batch = feed.single_batch(spec, _mover(self._device()), x, y, sample_weight, class_weight)
         self.reset_metrics()
         self.train()
-        self._train_step(spec, *batch)
+        with distributed.ddp_training(self, distributed.world()):   # each rank's batch; DDP averages
+            self._train_step(spec, *batch)
         self.eval()
         return _format_result(self._logs(), return_dict)
 
