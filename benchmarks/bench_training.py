@@ -149,6 +149,67 @@ def addition_epoch(n, digits, hidden, rounds, with_keras):
     return out
 
 
+def _ddp_worker(rank, world, port, threads, n, digits, hidden, epochs, batch, out):
+    """One process of the distributed addition run: `epochs` timed epochs after a warm-up epoch."""
+    import torch.distributed as dist
+
+    import addition
+    import rnnstate
+    from rnnstate.training import Callback
+
+    torch.set_num_threads(threads)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    x, y, _, _ = addition.make_data(n, digits, seed=0)
+    rnnstate.utils.set_random_seed(0)
+    m = addition.build(digits, hidden)
+    m.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)   # warm-up
+
+    class Clock(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.t0)
+
+    clock = Clock()
+    clock.times = []
+    h = m.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[clock])
+    if rank == 0:
+        Path(out).write_text(json.dumps({"times": clock.times, "loss": h.history["loss"]}))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def distributed_addition(n, digits, hidden, epochs, batch=64, world=2, rounds=2):
+    """The text-addition epoch on 1 process (all threads) and on `world` gloo processes (threads
+    split among them) over the same global batch, interleaved 1, world, 1, world; per-epoch medians.
+    Both runs give the same losses (checked), so the ratio is pure speed."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    times, losses = {1: [], world: []}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for procs in (1, world) * rounds:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            out = os.path.join(tmp, f"ddp{procs}.json")
+            mp.spawn(_ddp_worker, args=(procs, port, max(1, threads // procs), n, digits, hidden, epochs, batch, out),
+                     nprocs=procs, join=True)
+            res = json.loads(Path(out).read_text())
+            times[procs] += res["times"]
+            losses[procs] = res["loss"]
+    same = bool(np.allclose(losses[1], losses[world], rtol=1e-4, atol=1e-6))
+    one, many = float(np.median(times[1])), float(np.median(times[world]))
+    return {"world": world, "global_batch": batch, "threads_total": threads, "one_process_s_per_epoch": one,
+            f"{world}_processes_s_per_epoch": many, "speedup": one / many, "same_losses": same,
+            "epoch_times_s": {str(k): v for k, v in times.items()}}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--smoke", action="store_true")
@@ -165,8 +226,10 @@ def main(argv=None):
     step = train_step_pair(*step_shape, policy)
     n, digits, hidden, rounds = (64, 2, 8, 1) if a.smoke else (10000, 3, 128, 4)
     add = addition_epoch(n, digits, hidden, rounds, with_keras=not a.smoke)
+    ddp = distributed_addition(*((64, 2, 8, 1) if a.smoke else (n, digits, hidden, 2)), rounds=1 if a.smoke else 2)
     result = {"header": header, "train_step": {"shape_BTFUC": step_shape, **step},
-              "addition": {"n": n, "digits": digits, "hidden": hidden, "rounds": rounds, **add}}
+              "addition": {"n": n, "digits": digits, "hidden": hidden, "rounds": rounds, **add},
+              "addition_distributed_gloo": ddp}
     print(f"machine: {header['machine'].get('cpu_model')} x{header['machine'].get('logical_cpus')}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"one training step {step_shape}: torch loop {step['torch_loop']:.2f} ms (torch's default Adam: "
@@ -179,6 +242,10 @@ def main(argv=None):
         line += (f", Keras 3 (JAX) {add['keras_jax_s_per_epoch']:.2f} s/epoch -> "
                  f"{add['rnnstate_s_per_epoch'] / add['keras_jax_s_per_epoch']:.2f}x")
     print(line)
+    print(f"text addition on torch.distributed (gloo, global batch {ddp['global_batch']}, {ddp['threads_total']} "
+          f"threads in all): 1 process {ddp['one_process_s_per_epoch']:.2f} s/epoch, {ddp['world']} processes "
+          f"{ddp[str(ddp['world']) + '_processes_s_per_epoch']:.2f} s/epoch -> {ddp['speedup']:.2f}x "
+          f"(same losses: {ddp['same_losses']})")
     out = a.out or (None if a.smoke else str(ROOT / "benchmarks" / "results" /
                                             f"training-{bu.slug(bu.hostname())}-{time.strftime('%Y%m%d-%H%M%S')}.json"))
     if out:

@@ -69,6 +69,15 @@ class _StopOnRank(Callback):
             self.model.stop_training = True
 
 
+def _loader(x, y):
+    """The user's own sharding: a DataLoader with a DistributedSampler (rank r reads rows r, r+2, ...;
+    batches of 4 per rank, so that each step's rows together are rows 8k..8k+7)."""
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+    ds = TensorDataset(torch.from_numpy(x[:16]), torch.from_numpy(y[:16]))
+    return DataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, shuffle=False))
+
+
 def _worker(rank, port, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
@@ -88,10 +97,14 @@ def _worker(rank, port, out):
         weights = {k: v.detach().numpy() for k, v in m.state_dict().items()}
         m2 = _model()
         h2 = m2.fit(x, y, batch_size=BATCH, epochs=3, verbose=0, callbacks=[_StopOnRank(1)])
-        np.savez(os.path.join(out, f"rank{rank}.npz"), pred=pred, **weights)
+        m3, loader = _model(), _loader(x, y)
+        h3 = m3.fit(loader, epochs=2, verbose=0)
+        loader_weights = {"loader." + k: v.detach().numpy() for k, v in m3.state_dict().items()}
+        np.savez(os.path.join(out, f"rank{rank}.npz"), pred=pred, **weights, **loader_weights)
         with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
             json.dump({"history": h.history, "evaluate": ev, "printed": printed.getvalue(),
-                       "stopped_epochs": h2.epoch}, f)
+                       "stopped_epochs": h2.epoch, "loader_history": h3.history,
+                       "sampler_epoch": loader.sampler.epoch}, f)
     finally:
         dist.destroy_process_group()
 
@@ -180,3 +193,15 @@ def test_rank0_prints_and_writes_logs(two_ranks):
 def test_a_stop_on_one_rank_stops_all(two_ranks):
     _, ranks = two_ranks
     assert [info["stopped_epochs"] for info in ranks] == [[0], [0]]
+
+
+def test_a_dataloader_with_distributed_sampler_is_left_alone(two_ranks):
+    _, ranks = two_ranks
+    x, y = _data()
+    m = _model()
+    h = m.fit(x[:16], y[:16], batch_size=8, epochs=2, shuffle=False, verbose=0)   # the same global batches
+    for info in ranks:
+        assert info["sampler_epoch"] == 1   # set_epoch called every epoch
+        for k, v in m.state_dict().items():
+            np.testing.assert_allclose(info["arrays"]["loader." + k], v.detach().numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(info["loader_history"]["loss"], h.history["loss"], rtol=1e-6)
