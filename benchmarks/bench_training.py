@@ -149,6 +149,77 @@ def addition_epoch(n, digits, hidden, rounds, with_keras):
     return out
 
 
+def _ddp_worker(rank, world, port, threads, n, digits, hidden, epochs, batch, out):
+    """One process of the distributed addition run: `epochs` timed epochs after a warm-up epoch."""
+    import torch.distributed as dist
+
+    import addition
+    import rnnstate
+    from rnnstate.training import Callback
+
+    torch.set_num_threads(threads)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    x, y, _, _ = addition.make_data(n, digits, seed=0)
+    rnnstate.utils.set_random_seed(0)
+    m = addition.build(digits, hidden)
+    m.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)   # warm-up
+
+    class Clock(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.t0)
+
+    clock = Clock()
+    clock.times = []
+    h = m.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[clock])
+    if rank == 0:
+        Path(out).write_text(json.dumps({"times": clock.times, "loss": h.history["loss"]}))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def distributed_addition(n, digits, hidden, epochs, batch=64, world=2, rounds=2, smoke=False):
+    """The text-addition epoch over the same global batch on 1 process with all threads, on 1
+    process with a `world`-th of them, and on `world` gloo processes with a `world`-th each,
+    interleaved; per-epoch medians.  All give the same losses (checked), so ratios are pure speed;
+    the speedup is against the faster one-process run (on a loaded machine more threads can be
+    slower)."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    share = max(1, threads // world)
+    runs = {"1x" + str(threads): (1, threads), "1x" + str(share): (1, share), f"{world}x{share}": (world, share)}
+    if smoke:   # two spawns only: the code path, not a measurement
+        runs = {"1x" + str(share): (1, share), f"{world}x{share}": (world, share)}
+    times, losses = {k: [] for k in runs}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for key, (procs, thr) in runs.items():
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                out = os.path.join(tmp, "ddp.json")
+                mp.spawn(_ddp_worker, args=(procs, port, thr, n, digits, hidden, epochs, batch, out),
+                         nprocs=procs, join=True)
+                res = json.loads(Path(out).read_text())
+                times[key] += res["times"]
+                losses[key] = res["loss"]
+    ref = losses["1x" + str(share)]
+    same = all(bool(np.allclose(v, ref, rtol=1e-4, atol=1e-6)) for v in losses.values())
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    best_one = min(v for k, v in med.items() if k.startswith("1x"))
+    return {"world": world, "global_batch": batch, "threads_total": threads,
+            "s_per_epoch_by_processes_x_threads": med, "one_process_s_per_epoch": best_one,
+            "many_processes_s_per_epoch": med[f"{world}x{share}"], "speedup": best_one / med[f"{world}x{share}"],
+            "same_losses": same, "epoch_times_s": times}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--smoke", action="store_true")
@@ -165,8 +236,10 @@ def main(argv=None):
     step = train_step_pair(*step_shape, policy)
     n, digits, hidden, rounds = (64, 2, 8, 1) if a.smoke else (10000, 3, 128, 4)
     add = addition_epoch(n, digits, hidden, rounds, with_keras=not a.smoke)
+    ddp = distributed_addition(*((64, 2, 8, 1) if a.smoke else (n, digits, hidden, 2)), rounds=1 if a.smoke else 2, smoke=a.smoke)
     result = {"header": header, "train_step": {"shape_BTFUC": step_shape, **step},
-              "addition": {"n": n, "digits": digits, "hidden": hidden, "rounds": rounds, **add}}
+              "addition": {"n": n, "digits": digits, "hidden": hidden, "rounds": rounds, **add},
+              "addition_distributed_gloo": ddp}
     print(f"machine: {header['machine'].get('cpu_model')} x{header['machine'].get('logical_cpus')}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"one training step {step_shape}: torch loop {step['torch_loop']:.2f} ms (torch's default Adam: "
@@ -179,6 +252,11 @@ def main(argv=None):
         line += (f", Keras 3 (JAX) {add['keras_jax_s_per_epoch']:.2f} s/epoch -> "
                  f"{add['rnnstate_s_per_epoch'] / add['keras_jax_s_per_epoch']:.2f}x")
     print(line)
+    print(f"text addition on torch.distributed (gloo, global batch {ddp['global_batch']}, {ddp['threads_total']} "
+          f"threads in all), s/epoch by processes x threads: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in ddp["s_per_epoch_by_processes_x_threads"].items())
+          + f" -> {ddp['world']} processes {ddp['speedup']:.2f}x the best single process "
+          f"(same losses: {ddp['same_losses']})")
     out = a.out or (None if a.smoke else str(ROOT / "benchmarks" / "results" /
                                             f"training-{bu.slug(bu.hostname())}-{time.strftime('%Y%m%d-%H%M%S')}.json"))
     if out:

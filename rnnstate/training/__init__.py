@@ -7,9 +7,9 @@ Keras-style optimizers, losses, metrics and callbacks.
 
 from . import callbacks, losses, metrics, optimizers
 from .callbacks import (Callback, CSVLogger, EarlyStopping, History, LambdaCallback, LearningRateScheduler,
-                        ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
+                        ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN, TorchLRScheduler)
 from .engine import TrainingMixin
 
 __all__ = ["TrainingMixin", "callbacks", "losses", "metrics", "optimizers", "Callback", "CSVLogger",
            "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint",
-           "ReduceLROnPlateau", "TerminateOnNaN"]
+           "ReduceLROnPlateau", "TerminateOnNaN", "TorchLRScheduler"]

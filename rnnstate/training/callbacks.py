@@ -9,6 +9,9 @@ overrides a batch hook.
 
 Weights snapshots (``EarlyStopping(restore_best_weights=True)``) use the model's
 ``state_dict``; ``ModelCheckpoint`` calls ``model.save(path)`` / ``model.save_weights(path)``.
+
+Under torch.distributed every rank runs the callbacks on the same (global) logs, so they decide
+alike; only rank 0 prints, writes checkpoints and CSV rows.
 """
 
 import csv
@@ -19,10 +22,17 @@ import warnings
 import numpy as np
 import torch
 
+from . import distributed
 from .optimizers import get_learning_rate, set_learning_rate
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
-           "CSVLogger", "LambdaCallback", "LearningRateScheduler", "TerminateOnNaN"]
+           "CSVLogger", "LambdaCallback", "LearningRateScheduler", "TorchLRScheduler", "TerminateOnNaN"]
+
+
+def _say(message):
+    """Print a callback message (on rank 0 only under torch.distributed)."""
+    if distributed.is_chief():
+        print(message)
 
 
 class Callback:
@@ -74,10 +84,11 @@ class CallbackList:
               "predict": ("on_predict_batch_begin", "on_predict_batch_end")}
 
     def __init__(self, callbacks=None, model=None, params=None):
-        self.callbacks = list(callbacks or [])
+        self.callbacks = [TorchLRScheduler(cb) if _is_torch_scheduler(cb) else cb for cb in (callbacks or [])]
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be Callback instances; received {cb!r} (type {type(cb).__name__}).")
+                raise TypeError(f"callbacks must be Callback instances or torch.optim.lr_scheduler objects; received "
+                                f"{cb!r} (type {type(cb).__name__}).")
             if model is not None:
                 cb.set_model(model)
             if params is not None:
@@ -199,10 +210,10 @@ class EarlyStopping(_MonitorCallback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            _say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                _say(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.load_state_dict(self.best_weights)
 
 
@@ -253,21 +264,23 @@ class ModelCheckpoint(_MonitorCallback):
                 return
             if not self._is_improvement(current, self.best):
                 if self.verbose > 0:
-                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                    _say(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to {current:.5f}, "
+                _say(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best} to {current:.5f}, "
                       f"saving model to {path}")
             self.best = current
         elif self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: saving model to {path}")
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+            _say(f"\nEpoch {epoch + 1}: saving model to {path}")
+        if distributed.is_chief():
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            if self.save_weights_only:
+                self.model.save_weights(path)
+            else:
+                self.model.save(path)
+        distributed.barrier()   # the file exists for every rank once the callback returns
 
 
 class ReduceLROnPlateau(_MonitorCallback):
@@ -311,12 +324,13 @@ class ReduceLROnPlateau(_MonitorCallback):
                     new = max(old * self.factor, self.min_lr)
                     set_learning_rate(opt, new)
                     if self.verbose > 0:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                        _say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
                     self.cooldown_counter, self.wait = self.cooldown, 0
 
 
 class LearningRateScheduler(Callback):
-    """Set the learning rate at each epoch start to ``schedule(epoch, lr)``."""
+    """Set the learning rate at each epoch start to ``schedule(epoch, lr)`` (or ``schedule(epoch)``
+    for a one-argument function, as Keras)."""
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
@@ -324,15 +338,80 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         opt = getattr(self.model.optimizer, "torch_optimizer", None) or self.model.optimizer
-        lr = float(self.schedule(epoch, get_learning_rate(opt)))
+        try:
+            lr = self.schedule(epoch, get_learning_rate(opt))
+        except TypeError:   # Keras: old-style schedule(epoch)
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (int, float, np.floating, np.integer)) and not (
+                isinstance(lr, torch.Tensor) and lr.numel() == 1):
+            raise ValueError(f"LearningRateScheduler: the schedule must return a number; it returned {lr!r} for "
+                             f"epoch {epoch}.")
+        lr = float(lr)
         set_learning_rate(opt, lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+            _say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
     def on_epoch_end(self, epoch, logs=None):
         opt = getattr(self.model.optimizer, "torch_optimizer", None) or self.model.optimizer
         if logs is not None:
             logs["learning_rate"] = get_learning_rate(opt)
+
+
+def _is_torch_scheduler(obj):
+    sched = torch.optim.lr_scheduler
+    return isinstance(obj, tuple(c for c in (getattr(sched, "LRScheduler", None), getattr(sched, "_LRScheduler", None),
+                                             sched.ReduceLROnPlateau) if c is not None))
+
+
+class TorchLRScheduler(Callback):
+    """Step a ``torch.optim.lr_scheduler`` object during ``fit``: after every epoch
+    (``step_every="epoch"``, the default, as torch's examples) or after every training batch
+    (``step_every="batch"``; the default for ``OneCycleLR`` and ``CyclicLR``).  torch's
+    ``ReduceLROnPlateau`` is stepped with the epoch log ``monitor`` (default ``"val_loss"``, else
+    ``"loss"``).  A scheduler given directly in ``callbacks=[...]`` is wrapped in this callback.
+
+    The scheduler must be built on the model's torch optimizer: compile with a
+    ``torch.optim.Optimizer`` and build the scheduler on it, or build it on
+    ``model.optimizer.torch_optimizer`` after ``compile``.  Adds ``learning_rate`` to the epoch logs."""
+
+    def __init__(self, scheduler, step_every=None, monitor="val_loss"):
+        super().__init__()
+        if not _is_torch_scheduler(scheduler):
+            raise TypeError(f"TorchLRScheduler expects a torch.optim.lr_scheduler object; received "
+                            f"{type(scheduler).__name__}.")
+        if step_every is None:
+            step_every = "batch" if type(scheduler).__name__ in ("OneCycleLR", "CyclicLR") else "epoch"
+        if step_every not in ("epoch", "batch"):
+            raise ValueError(f"TorchLRScheduler: step_every must be 'epoch' or 'batch'; received {step_every!r}.")
+        self.scheduler, self.step_every, self.monitor = scheduler, step_every, monitor
+        self._plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if self._plateau and step_every == "batch":
+            raise ValueError("TorchLRScheduler: torch's ReduceLROnPlateau needs an epoch metric; use step_every='epoch'.")
+        self._wants_batch_hooks = step_every == "batch"
+
+    def _torch_opt(self):
+        opt = self.model.optimizer
+        return getattr(opt, "torch_optimizer", None) or opt
+
+    def on_train_begin(self, logs=None):
+        if self.scheduler.optimizer is not self._torch_opt():
+            raise ValueError(f"The {type(self.scheduler).__name__} scheduler was built on a different optimizer than "
+                             f"the model's ({type(self._torch_opt()).__name__}): build it on "
+                             "model.optimizer.torch_optimizer after compile(), or compile with the torch optimizer "
+                             "it was built on.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.step_every == "batch":
+            self.scheduler.step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._plateau:
+            key = self.monitor if logs and self.monitor in logs else "loss"
+            self.scheduler.step((logs or {})[key])
+        elif self.step_every == "epoch":
+            self.scheduler.step()
+        if logs is not None:
+            logs["learning_rate"] = get_learning_rate(self._torch_opt())
 
 
 class TerminateOnNaN(Callback):
@@ -341,7 +420,7 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and (math.isnan(loss) or math.isinf(loss)):
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            _say(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 
@@ -357,6 +436,9 @@ class CSVLogger(Callback):
         self._append_header = True
 
     def on_train_begin(self, logs=None):
+        self.keys, self.writer, self.csv_file = None, None, None
+        if not distributed.is_chief():
+            return   # rank 0 writes the (global) logs
         if self.append:
             self._append_header = not (os.path.exists(self.filename) and os.path.getsize(self.filename) > 0)
             mode = "a"
@@ -366,6 +448,8 @@ class CSVLogger(Callback):
         self.writer, self.keys = None, None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.csv_file is None:
+            return
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)

@@ -17,6 +17,7 @@ import warnings
 
 import torch
 
+from . import distributed
 from . import feed
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -99,13 +100,17 @@ class TrainingMixin:
         for _, m, _, _ in self._compiled_spec.metric_entries:
             m.reset_state()
 
-    def _logs(self):
-        logs = {"loss": self._loss_tracker.result()}
-        for t in self._output_loss_trackers:
-            logs[t.name] = t.result()
-        for name, m, _, _ in self._compiled_spec.metric_entries:
-            logs[name] = m.result()
-        return logs
+    def _trackers(self):
+        return ([("loss", self._loss_tracker)] + [(t.name, t) for t in self._output_loss_trackers]
+                + [(name, m) for name, m, _, _ in self._compiled_spec.metric_entries])
+
+    def _logs(self, local=False):
+        """Current loss and metric values; under torch.distributed the global ones (a collective
+        call: every rank must ask), unless ``local`` (this rank's, for the progress bar)."""
+        world = distributed.world()
+        if world is not None and not local:
+            return distributed.reduce_logs(self._trackers())
+        return {name: m.result() for name, m in self._trackers() if world is None or not m.collective}
 
     # ---- data --------------------------------------------------------------------------------
     def _device(self):
@@ -116,6 +121,9 @@ class TrainingMixin:
     # ---- steps -------------------------------------------------------------------------------
     def _forward(self, xs, training):
         """The outputs, and their masks (None, or a list with None where an output is unmasked)."""
+        ddp = distributed.runner(self) if training else None
+        if ddp is not None:
+            return distributed.forward(ddp, self, xs, training)
         if getattr(self, "_masking", False):
             masks = []
             outs = self._run_graph(xs, training=training, output_masks=masks)
@@ -161,7 +169,9 @@ class TrainingMixin:
                     else:
                         m.update_state(ys[i], outs[i].detach(), sw, mask=mask)
 
-    def _train_step(self, spec, xs, ys, sws):
+    def _train_step(self, spec, xs, ys, sws, scale=None, empty=False):
+        """``scale``: the loss factor of this rank's share of a global batch (distributed fit);
+        ``empty``: the batch is a stand-in row (scale 0) whose metrics are not recorded."""
         opt = self.optimizer
         if opt.built:
             opt.zero_grad(set_to_none=True)
@@ -169,13 +179,15 @@ class TrainingMixin:
         if not opt.built:   # parameters created lazily by the first forward pass
             opt.build(self.parameters())
         total, parts = self._compute_loss(spec, ys, outs, sws, masks)
+        grad_total = total if scale is None or scale == 1.0 else total * scale
         reg = getattr(self, "_regularization_losses", None)
         if reg is not None:
             for r in reg() or ():
-                total = total + r
-        total.backward()
+                total, grad_total = total + r, grad_total + r
+        grad_total.backward()
         opt.step()
-        self._update_state(spec, total, parts, ys, outs, sws, _batch_size(xs), masks)
+        if not empty:
+            self._update_state(spec, total, parts, ys, outs, sws, _batch_size(xs), masks)
 
     def _test_step(self, spec, xs, ys, sws):
         outs, masks = self._forward(xs, training=False)
@@ -188,7 +200,8 @@ class TrainingMixin:
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs; returns the ``History`` (also ``model.history``)."""
         spec = self._spec("fit")
-        verbose = resolve_verbose(verbose)
+        world = distributed.world()
+        verbose = distributed.display_verbose(resolve_verbose(verbose), world)
         if is_batch_iterable(x):
             if validation_split:
                 raise ValueError("validation_split is only supported for array inputs, not for a dataset/iterable "
@@ -204,19 +217,24 @@ class TrainingMixin:
         elif validation_data is not None:
             val_data = feed.validation_batches(spec, validation_data, validation_batch_size or batch_size,
                                              validation_steps)
+        data, val_data = distributed.shard(data, world), distributed.shard(val_data, world)
+        distributed.sync_numpy_rng(world)
         history = History()
         cbs = CallbackList(list(callbacks or []) + [history], model=self,
                            params={"epochs": epochs, "steps": data.steps_per_epoch, "verbose": verbose})
         progress = Progress(verbose, epochs=epochs)
         self.history, self.stop_training = history, False
         want_logs = cbs.wants_batch_logs("train")
-        show = self._logs if verbose == 1 else None
+        show = (lambda: self._logs(local=True)) if verbose == 1 else None
         epoch_logs, mv = {}, _mover(self._device())
         cbs.on_train_begin()
+        ddp = distributed.ddp_training(self, world)   # DDP around the forward pass when distributed
+        ddp.__enter__()
         try:
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 self.train()
+                distributed.begin_epoch(data, epoch)
                 cbs.on_epoch_begin(epoch)
                 progress.begin(epoch, data.steps_per_epoch)
                 steps = 0
@@ -224,10 +242,12 @@ class TrainingMixin:
                     if want_logs:
                         cbs.batch("train", "begin", step, {})
                     xs, ys, sws = feed.split_batch(spec, batch, data, mv, class_weight)
-                    self._train_step(spec, xs, ys, sws)
+                    self._train_step(spec, xs, ys, sws, getattr(batch, "scale", None), getattr(batch, "empty", False))
                     steps += 1
                     if want_logs:
                         cbs.batch("train", "end", step, self._logs())
+                        if world is not None:
+                            self.stop_training = distributed.any_rank(self.stop_training)
                     progress.update(show)
                     if self.stop_training:
                         break
@@ -242,10 +262,13 @@ class TrainingMixin:
                     epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                 progress.end(epoch_logs)
                 cbs.on_epoch_end(epoch, epoch_logs)
+                if world is not None:
+                    self.stop_training = distributed.any_rank(self.stop_training)
                 if self.stop_training:
                     break
         finally:
             progress.close()
+            ddp.__exit__(None, None, None)
         cbs.on_train_end(epoch_logs)
         self.eval()
         return history
@@ -255,13 +278,14 @@ class TrainingMixin:
         self.eval()
         cbs.on_test_begin()
         want = cbs.wants_batch_logs("test")
-        show = self._logs if progress is not None and progress.verbose == 1 else None
+        show = (lambda: self._logs(local=True)) if progress is not None and progress.verbose == 1 else None
         mv = _mover(self._device())
         with torch.no_grad():
             for step, batch in enumerate(data.epoch()):
                 if want:
                     cbs.batch("test", "begin", step, {})
-                self._test_step(spec, *feed.split_batch(spec, batch, data, mv))
+                if not getattr(batch, "empty", False):   # a rank's empty share of a distributed batch
+                    self._test_step(spec, *feed.split_batch(spec, batch, data, mv))
                 if want:
                     cbs.batch("test", "end", step, self._logs())
                 if progress is not None:
@@ -276,8 +300,9 @@ class TrainingMixin:
         """Loss and metrics on the data: a dict if ``return_dict``, else a float when there is
         only the loss, else a list in ``metrics_names`` order."""
         spec = self._spec("evaluate")
-        verbose = resolve_verbose(verbose)
-        data = feed.batches(spec, x, y, sample_weight, batch_size, steps, what="evaluate")
+        world = distributed.world()
+        verbose = distributed.display_verbose(resolve_verbose(verbose), world)
+        data = distributed.shard(feed.batches(spec, x, y, sample_weight, batch_size, steps, what="evaluate"), world)
         cbs = CallbackList(callbacks, model=self, params={"steps": data.steps_per_epoch, "verbose": verbose})
         progress = Progress(verbose)
         progress.begin(steps=data.steps_per_epoch)
@@ -287,8 +312,10 @@ class TrainingMixin:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs as numpy (a list of arrays for several outputs), computed batch by batch
-        in ``eval()`` mode under ``torch.inference_mode()``."""
-        verbose = resolve_verbose(verbose)
+        in ``eval()`` mode under ``torch.inference_mode()``.  Under torch.distributed every rank
+        predicts its share of array inputs and all ranks receive all outputs, in input order."""
+        world = distributed.world()
+        verbose = distributed.display_verbose(resolve_verbose(verbose), world)
         names, dtypes = list(self.input_names), [getattr(t, "dtype", None) for t in self.inputs]
         if is_batch_iterable(x):
             data, iterable = IterableBatches(x, steps), True
@@ -296,6 +323,7 @@ class TrainingMixin:
             xs = standardize_x(x, names, dtypes)
             check_cardinality(list(zip(x_labels(names), xs)))
             data, iterable = ArrayBatches(xs, batch_size or 32, steps=steps, cycle=False), False
+            data = distributed.shard(data, world)
         cbs = CallbackList(callbacks, model=self, params={"steps": data.steps_per_epoch, "verbose": verbose})
         progress = Progress(verbose)
         progress.begin(steps=data.steps_per_epoch)
@@ -312,7 +340,7 @@ class TrainingMixin:
                 outs = [o.detach().cpu() for o in self._forward([mv(t) for t in batch], training=False)[0]]
                 collected = [[] for _ in outs] if collected is None else collected
                 for bucket, o in zip(collected, outs):
-                    bucket.append(o)
+                    bucket.append(None if getattr(batch, "empty", False) else o)
                 if want:
                     cbs.batch("predict", "end", step, {"outputs": outs})
                 progress.update()
@@ -320,6 +348,8 @@ class TrainingMixin:
         progress.end()
         if collected is None:
             raise ValueError("predict() received no data (zero batches).")
+        if world is not None and not iterable:
+            collected = distributed.gather_predictions(world, collected)
         results = [_to_numpy(torch.cat(parts, dim=0)) for parts in collected]
         return results[0] if len(results) == 1 else results
 
@@ -330,7 +360,8 @@ class TrainingMixin:
         batch = feed.single_batch(spec, _mover(self._device()), x, y, sample_weight, class_weight)
         self.reset_metrics()
         self.train()
-        self._train_step(spec, *batch)
+        with distributed.ddp_training(self, distributed.world()):   # each rank's batch; DDP averages
+            self._train_step(spec, *batch)
         self.eval()
         return _format_result(self._logs(), return_dict)
 

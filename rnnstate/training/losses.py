@@ -13,6 +13,7 @@ to one (categorical) and clipped to ``[1e-7, 1 - 1e-7]`` before the log; ``from_
 uses log-softmax / log-sigmoid instead.
 """
 
+import copy
 import math
 
 import torch
@@ -26,7 +27,7 @@ __all__ = ["Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError
            "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
            "mean_squared_logarithmic_error", "categorical_crossentropy", "sparse_categorical_crossentropy",
            "binary_crossentropy", "huber", "kl_divergence", "poisson", "log_cosh", "cosine_similarity",
-           "get", "reduce_weighted_values"]
+           "TorchLoss", "get", "reduce_weighted_values"]
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -293,6 +294,77 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         return y_true.long() != int(self.ignore_class)
 
 
+class TorchLoss(Loss):
+    """A torch loss module (``nn.CrossEntropyLoss()``, ``nn.MSELoss()``, any ``nn.Module`` loss)
+    called as torch defines it: ``module(input=y_pred, target=y_true)``.
+
+    Keras' layout is adapted to torch's where they differ, nothing else:
+
+    * ``CrossEntropyLoss`` / ``NLLLoss`` on sequence outputs ``(B, T, C)``: the class axis moves to
+      axis 1 (torch wants ``(B, C, T)``); integer labels ``(B, T)`` (sparse, as Keras'
+      ``sparse_categorical_crossentropy``) or one-hot/probability targets ``(B, T, C)`` (as
+      ``categorical_crossentropy``) both work, as torch allows; labels given as floats become
+      int64 and a trailing label axis of 1 is dropped.  The model output must be logits for
+      ``CrossEntropyLoss`` (torch applies log-softmax) and log-probabilities for ``NLLLoss``.
+    * other losses: a ``(B,)`` target for a ``(B, 1)`` output (or the reverse) is reshaped to the
+      output's shape instead of broadcasting to ``(B, B)``, and integer targets become the
+      output's dtype.
+
+    With ``sample_weight`` (or an output mask) the module runs with ``reduction="none"`` (on a
+    copy) and the per-element losses are weighted and averaged like a Keras loss
+    (``sum(w * loss) / count``; ``reduction="sum"`` modules are summed).
+    """
+
+    _CLASS_INDEX = ("CrossEntropyLoss", "NLLLoss", "MultiMarginLoss", "MultiLabelMarginLoss")
+
+    def __init__(self, module, name=None):
+        if not isinstance(module, torch.nn.Module) or not callable(module):
+            raise TypeError(f"TorchLoss expects a torch.nn.Module loss; received {type(module).__name__}.")
+        self.module = module
+        super().__init__(name=name or _snake(type(module).__name__))
+
+    def _prepare(self, y_true, y_pred):
+        target = y_true if isinstance(y_true, torch.Tensor) else torch.as_tensor(y_true)
+        pred = y_pred
+        kind = type(self.module).__name__
+        if kind in ("CrossEntropyLoss", "NLLLoss"):
+            if target.dim() == pred.dim() and target.shape[-1] == 1 and pred.shape[-1] != 1:
+                target = target.squeeze(-1)
+            if target.dim() == pred.dim() - 1 and target.is_floating_point():
+                target = target.long()
+            if pred.dim() > 2:
+                pred = pred.movedim(-1, 1)
+                if target.dim() == y_pred.dim():
+                    target = target.movedim(-1, 1)
+            return pred, target
+        if kind not in self._CLASS_INDEX:
+            target, pred = _same_rank(target, pred)
+            if pred.is_floating_point() and not target.is_floating_point():
+                target = target.to(pred.dtype)
+        return pred, target
+
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        pred, target = self._prepare(y_true, y_pred)
+        if sample_weight is None and mask is None:
+            return self.module(pred, target)
+        reduction = getattr(self.module, "reduction", None)
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"Loss {self.name!r} ({type(self.module).__name__}): sample weights and masks need a "
+                             "torch loss with a `reduction` attribute ('mean', 'sum' or 'none') so that "
+                             f"per-element losses can be weighted; this module has reduction={reduction!r}.")
+        per_element = copy.copy(self.module)
+        per_element.reduction = "none"
+        values = per_element(pred, target)   # (B,) or (B, T) for class losses, else the output's shape
+        return reduce_weighted_values(values, sample_weight, mask,
+                                      "sum" if reduction == "sum" else "sum_over_batch_size")
+
+    def get_config(self):
+        return {"name": self.name, "module": repr(self.module)}
+
+    def __repr__(self):
+        return f"TorchLoss({self.module!r})"
+
+
 def _snake(name):
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
@@ -325,7 +397,8 @@ FUNCTIONS = {
 
 def get(identifier):
     """Resolve a loss: a name (Keras names and aliases, case-insensitive), a ``Loss`` instance or
-    class, a ``keras.losses`` object of a class defined here (its config is copied), or a callable
+    class, a ``keras.losses`` object of a class defined here (its config is copied), a torch loss
+    module (``nn.CrossEntropyLoss()``..., called as ``module(y_pred, y_true)``: ``TorchLoss``), or a callable
     ``fn(y_true, y_pred) -> per-sample losses``.  ``None`` gives ``None``."""
     if identifier is None or isinstance(identifier, Loss):
         return identifier
@@ -341,6 +414,8 @@ def get(identifier):
         return identifier()
     if type(identifier).__module__.startswith("keras") and hasattr(identifier, "get_config"):
         return _from_keras(identifier)
+    if isinstance(identifier, torch.nn.Module):
+        return TorchLoss(identifier)
     if callable(identifier):
         return LossFunctionWrapper(identifier)
     raise ValueError(f"Could not interpret loss identifier: {identifier!r} (type {type(identifier).__name__}).")
