@@ -77,7 +77,11 @@ def run(out_dir="out"):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from ._version import __version__
+        print(f"rnnstate {__version__}")
+        return 0
     if not argv or argv[0] != "demo":
-        print("usage: python -m rnnstate demo [OUT_DIR]")
+        print("usage: python -m rnnstate demo [OUT_DIR] | --version")
         return 2
     return run(*(argv[1:2]))

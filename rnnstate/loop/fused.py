@@ -339,6 +339,8 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
     this module's docstring: (outputs (B, T, U), final state, state_seqs or None, gates or None, path).
     Call only when ``unsupported_reason`` and ``dynamic_reason`` are None. Steps below
     ``threads.PARALLEL_MIN_STEP_MACS`` run on the calling thread only (no per-step fork/join)."""
+    if _ext.unavailable_reason() is not None:
+        _ext.warn_unavailable_once(stacklevel=3)
     with threads.single_threaded_below(cell, x.shape[0]):
         return _run_fast(cell, x, state, want_states=want_states, want_gates=want_gates, training=training)
 
@@ -363,6 +365,8 @@ def _run_fast(cell, x, state, *, want_states=False, want_gates=False, training=F
     else:
         out, final = run(cell, x, state, training=training)
         path = kernel_name(x.device, cell)
+    if prefer and not want and why_not and _ext.unavailable_reason() is not None:
+        path += f" (no compiled kernel: {why_not})"
     seqs = gates = None
     if want:
         seqs, gates = recompute_sequences(cell, x, state, out, want_states=want_states, want_gates=want_gates)
