@@ -76,7 +76,8 @@ def write(model, states=None, checksum=False) -> bytes:
 
 
 def _dataset(group, name, value, checksum):
-    a = np.ascontiguousarray(value, dtype=np.float32)
+    dt = getattr(value, "dtype", None)                 # float64/float16 weights kept (as Keras does); else float32
+    a = np.ascontiguousarray(value, dtype=dt if dt in (np.float64, np.float16) else np.float32)
     if checksum and a.size and a.ndim:
         group.create_dataset(name, data=a, chunks=True, fletcher32=True)
     else:
@@ -172,7 +173,8 @@ def _materialize(model, plan, path, nbytes):
         if p is None:
             raise fail(path, f"weight {w!r} has no place in the model (internal error).")
         try:
-            out[p] = np.asarray(ds[()], dtype=np.float32)
+            a = np.asarray(ds[()])
+            out[p] = a if a.dtype in (np.float64, np.float16) else a.astype(np.float32)
         except Exception as e:
             raise fail(path, f"can't read the data of weight `{p}` ({type(e).__name__}: {e}); the file is "
                              f"corrupt.", e) from None
@@ -207,7 +209,7 @@ def read_states(f, path, nbytes):
     for p, d in found.items():
         if sorted(d) != list(range(len(d))):
             raise fail(path, f"the states of '{p}' are not numbered 0..{len(d) - 1}.")
-        out[p] = [np.asarray(d[i][()], dtype=np.float32) for i in range(len(d))]
+        out[p] = [np.asarray(d[i][()]) for i in range(len(d))]      # float (checked above), in its dtype
     return out
 
 

@@ -110,7 +110,7 @@ def to_state(layer, values, owner=None):
         if isinstance(v, (list, tuple, dict)):
             raise _checks.state_structure(owner, f"{len(names)} arrays ({', '.join(names)})",
                                           f"a nested {type(v).__name__}")
-        ts.append(to_tensor(v, torch.float32, dev))
+        ts.append(to_tensor(v, layer._compute_dtype(), dev))
     B = ts[0].shape[0] if ts[0].dim() >= 1 else None
     for name, t, n in zip(names, ts, layer.state_size):
         if t.dim() != 2 or t.shape[0] != B or t.shape[1] != n:
@@ -159,6 +159,8 @@ def carried_state(layer, batch, device, dtype):
         return zero_state(layer, batch, device, dtype)
     if s[0].is_inference() and not torch.is_inference_mode_enabled():
         s = layer._states = type(s)(*[t.clone() for t in s])    # kept by predict; autograd may need it now
+    if s[0].dtype != dtype:                                       # carried across model.to(dtype)
+        s = layer._states = type(s)(*[t.to(dtype) for t in s])
     return s
 
 
