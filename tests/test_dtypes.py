@@ -154,3 +154,16 @@ def test_keras_dtype_config_round_trips():
 def test_bad_dtype_is_a_clear_error():
     with pytest.raises(ValueError, match=r"LSTM.*`dtype`.*'int32'"):
         layers.LSTM(U, dtype="int32")
+
+
+def test_float16_model_predicts_where_torch_cpu_ops_allow():
+    torch.manual_seed(0)
+    x, _ = _data(4)
+    model = Sequential([Input((T, F)), layers.LSTM(U)]).half()
+    lstm = model.layers[0]
+    ref = _torch_lstm(lstm.cell, torch.float32)                               # the same fp16 weights, in float32
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x).half().float())[0][:, -1].numpy()
+    got = model.predict(x, verbose=0)
+    assert got.dtype == np.float16 and lstm.cell.weight_ih.dtype == torch.float16
+    np.testing.assert_allclose(got.astype(np.float32), want, atol=5e-3)
