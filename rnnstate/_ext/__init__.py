@@ -81,16 +81,21 @@ class KernelsUnavailableWarning(UserWarning):
 _WARNED = False
 
 
-def warn_unavailable_once(stacklevel: int = 2) -> None:
+def warn_unavailable_once() -> None:
     """At the first use of a recurrent layer, warn once when the compiled kernels are missing (not when
-    they were switched off on purpose with RNNSTATE_NO_EXT)."""
+    they were switched off on purpose with RNNSTATE_NO_EXT), pointing at the user's line."""
     global _WARNED
     if _WARNED or _REASON is None or os.environ.get("RNNSTATE_NO_EXT"):
         return
     _WARNED = True
+    import sys
     import warnings
+    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
     warnings.warn(f"rnnstate runs without its compiled kernels (torch's ops instead: slower, same numbers). "
-                  f"{_REASON}", KernelsUnavailableWarning, stacklevel=stacklevel + 1)
+                  f"{_REASON}", KernelsUnavailableWarning, stacklevel=level)
 
 
 def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, *, want_c: bool, want_gates: bool):

@@ -7,12 +7,16 @@
 
 // The thread controls of the OpenMP runtime and of MKL that torch itself loads (libtorch_cpu's
 // dependencies, resolved at load time; weak: null where torch has no OpenMP or no MKL, e.g. OpenBLAS
-// builds, and StepThreads then leaves the threads as they are).
+// builds, and StepThreads then leaves the threads as they are). Linux (ELF weak references) only;
+// elsewhere StepThreads does nothing and rnnstate.loop.threads limits the threads around the call.
+#if defined(__linux__)
+#define RNNSTATE_STEP_THREADS 1
 extern "C" {
 int omp_get_max_threads(void) __attribute__((weak));
 void omp_set_num_threads(int) __attribute__((weak));
 int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
 }
+#endif
 
 namespace rnnstate_ext {
 
@@ -32,17 +36,23 @@ constexpr int64_t kParallelStepMacs = int64_t(1) << 26;
 class StepThreads {
  public:
   explicit StepThreads(int64_t step_macs) {
+#ifdef RNNSTATE_STEP_THREADS
     if (step_macs >= kParallelStepMacs || omp_get_max_threads == nullptr || omp_set_num_threads == nullptr) return;
     at::get_num_threads();                  // torch's lazy per-thread init first, so it can't undo ours
     prev_ = omp_get_max_threads();
     if (prev_ <= 1) { prev_ = 0; return; }
     omp_set_num_threads(1);
     if (MKL_Set_Num_Threads_Local != nullptr) prev_mkl_ = MKL_Set_Num_Threads_Local(1);
+#else
+    (void)step_macs;
+#endif
   }
   ~StepThreads() {
+#ifdef RNNSTATE_STEP_THREADS
     if (prev_ == 0) return;
     omp_set_num_threads(prev_);
     if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(prev_mkl_);   // 0: MKL's global again
+#endif
   }
   StepThreads(const StepThreads&) = delete;
   StepThreads& operator=(const StepThreads&) = delete;

@@ -340,7 +340,7 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
     Call only when ``unsupported_reason`` and ``dynamic_reason`` are None. Steps below
     ``threads.PARALLEL_MIN_STEP_MACS`` run on the calling thread only (no per-step fork/join)."""
     if _ext.unavailable_reason() is not None:
-        _ext.warn_unavailable_once(stacklevel=3)
+        _ext.warn_unavailable_once()
     with threads.single_threaded_below(cell, x.shape[0]):
         return _run_fast(cell, x, state, want_states=want_states, want_gates=want_gates, training=training)
 
