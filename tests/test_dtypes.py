@@ -33,7 +33,7 @@ def _roundtrip(model, tmp_path):
     return rnnstate.models.load_model(path)
 
 
-@pytest.mark.parametrize("how", ["to", "double", "Input", "layer dtype"])
+@pytest.mark.parametrize("how", ["to", "double", "to, no Input", "Input", "layer dtype"])
 def test_float64_model_predicts_fits_and_saves_in_float64(how, tmp_path):
     torch.manual_seed(0)
     x, y = _data()
@@ -42,6 +42,9 @@ def test_float64_model_predicts_fits_and_saves_in_float64(how, tmp_path):
         model = Model(i, layers.LSTM(U)(i))
     elif how == "layer dtype":
         model = Sequential([Input((T, F)), layers.LSTM(U, dtype="float64")])
+    elif how == "to, no Input":                                              # built at the first predict
+        model = Sequential([layers.LSTM(U)]).to(torch.float64)
+        model.predict(x[:1], verbose=0)
     else:
         model = Sequential([Input((T, F)), layers.LSTM(U)])
         model = model.to(torch.float64) if how == "to" else model.double()
