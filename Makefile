@@ -13,7 +13,7 @@ EXT_SRC := setup.py $(wildcard rnnstate/_ext/*.cpp rnnstate/_ext/*.h)
 
 $(VENV)/.installed: pyproject.toml $(EXT_SRC)
 	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "setuptools>=64" wheel
+	$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 	$(PIP) install -q "$(TORCH_SPEC)" || $(PIP) install -q "torch>=2.2"
 	$(PIP) install -q --no-build-isolation -e ".[all]"
 	touch $@
@@ -39,11 +39,13 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_export.py
+	$(PY) benchmarks/bench_busy.py
 
 bench-smoke: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py --smoke
 	$(PY) benchmarks/bench_training.py --smoke
 	$(PY) benchmarks/bench_export.py --smoke
+	$(PY) benchmarks/bench_busy.py --smoke --out /tmp/rnnstate-bench-busy-smoke.json
 
 clean:
 	rm -rf $(VENV) out

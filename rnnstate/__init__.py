@@ -6,7 +6,7 @@ from .models import Model, Sequential
 from . import callbacks, export, losses, metrics, optimizers, plot, regularizers, states
 from .states import StateStore, Streamer
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["Input", "Model", "Sequential", "layers", "models", "initializers", "activations", "utils",
            "LSTMState", "GRUState", "SimpleRNNState", "states", "plot", "Streamer", "StateStore",

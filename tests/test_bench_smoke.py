@@ -25,3 +25,14 @@ def test_training_bench_smoke_runs(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["train_step"]["rnnstate"] > 0 and data["train_step"]["torch_loop"] > 0
+
+
+def test_busy_bench_smoke_runs(tmp_path):
+    out = tmp_path / "busy.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_busy.py"), "--smoke", "--loads", "0,1",
+                        "--out", str(out)], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    row = data["results"]["forward (32,100,F)"]
+    assert set(row) == {"rnnstate", "torch"} and set(row["rnnstate"]) == {"0", "1"}
+    assert row["rnnstate"]["1"]["median_ms"] > 0 and data["header"]["check_maxabs_vs_torch"] < 1e-4

@@ -121,6 +121,7 @@ void lstm_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional
     at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
     project_inputs(xw_c, x2, t0 * B, n_steps * B, b_ih, w_ih_t);   // x_t @ W_ih^T + b_ih, n_steps steps
     T* xw_p = xw_c.data_ptr<T>();
+    rnnstate_ext::StepThreads threads(B * G * U);                // no per-step fork/join on small steps
     for (int64_t t = t0; t < t0 + n_steps; ++t) {
       T* z = xw_p + (t - t0) * B * G;                          // (B, 4U)
       gemm.add(t == 0 ? h0 : out + (t - 1) * BU, U, z);       // z += h_{t-1} @ W_hh^T
@@ -214,6 +215,7 @@ std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, co
   const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   const auto opt = x.options();
   at::Tensor z = at::empty({B, G}, opt), h1 = at::empty({B, U}, opt), c1 = at::empty({B, U}, opt);
+  rnnstate_ext::StepThreads threads(B * G * (F + U));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_step", [&] {
     scalar_t* zp = z.data_ptr<scalar_t>();
     if (bias) {
@@ -252,6 +254,7 @@ void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
     at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
     project_inputs(xw_c, x2, t0 * B, n_steps * B, b_ih, w_ih_t);   // x_t @ W_ih^T + b_ih, n_steps steps
     T* xw_p = xw_c.data_ptr<T>();
+    rnnstate_ext::StepThreads threads(B * G * U);                // no per-step fork/join on small steps
     for (int64_t t = t0; t < t0 + n_steps; ++t) {
       const T* xz = xw_p + (t - t0) * B * G;                   // (B, 3U)
       const T* hp = t == 0 ? h0 : out + (t - 1) * BU;
@@ -338,6 +341,7 @@ void rnn_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = at::from_blob(out + t0 * BU, {n_steps * B, U}, x2.options());
     project_inputs(xw_c, x2, t0 * B, n_steps * B, b_ih, w_ih_t);
+    rnnstate_ext::StepThreads threads(B * U * U);                // no per-step fork/join on small steps
     for (int64_t t = t0; t < t0 + n_steps; ++t) {
       T* z = out + t * BU;
       gemm.add(t == 0 ? h0 : out + (t - 1) * BU, U, z);       // z += h_{t-1} @ W_hh^T

@@ -22,13 +22,18 @@ PATH_NAME = "compiled-LSTM"
 GRU_PATH_NAME = "compiled-GRU"
 RNN_PATH_NAME = "compiled-SimpleRNN"
 
-_REBUILD = "build it with `pip install --no-build-isolation -e .` (what `make install` runs)"
+_REBUILD = ("build it against your torch with `pip install --no-build-isolation .` in rnnstate's source tree "
+            "or unpacked sdist (`-e .` for a checkout; `make install` does it; needs a C++ compiler)")
 
 
 def _check() -> str | None:
     spec = importlib.util.find_spec(__name__ + "._C")
     if spec is None or spec.origin is None:
-        return f"rnnstate._ext._C is not built; {_REBUILD}"
+        if os.environ.get("RNNSTATE_NO_EXT"):
+            return "rnnstate._ext._C is not built (RNNSTATE_NO_EXT is set)"
+        return ("rnnstate._ext._C is not built: this rnnstate was installed without its compiled kernels (a "
+                "plain `pip install .` or wheel build runs in an isolated environment without torch, so the "
+                f"extension is skipped); {_REBUILD}")
     here = os.path.dirname(spec.origin)
     stamp = os.path.join(here, "_C.torch_version")
     lines = open(stamp).read().split() if os.path.exists(stamp) else []
@@ -66,6 +71,31 @@ _C = importlib.import_module(__name__ + "._C") if _REASON is None else None
 def unavailable_reason() -> str | None:
     """Why the compiled kernels can't be used in this process (None when they can)."""
     return _REASON
+
+
+class KernelsUnavailableWarning(UserWarning):
+    """rnnstate runs without its compiled kernels (slower GRU/SimpleRNN, streaming, short-sequence
+    training); the message says why and how to build them. Given once per process."""
+
+
+_WARNED = False
+
+
+def warn_unavailable_once() -> None:
+    """At the first use of a recurrent layer, warn once when the compiled kernels are missing (not when
+    they were switched off on purpose with RNNSTATE_NO_EXT), pointing at the user's line."""
+    global _WARNED
+    if _WARNED or _REASON is None or os.environ.get("RNNSTATE_NO_EXT"):
+        return
+    _WARNED = True
+    import sys
+    import warnings
+    inside = (os.path.dirname(os.path.dirname(__file__)), os.path.dirname(torch.__file__))
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"rnnstate runs without its compiled kernels (torch's ops instead: slower, same numbers). "
+                  f"{_REASON}", KernelsUnavailableWarning, stacklevel=level)
 
 
 def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, *, want_c: bool, want_gates: bool):

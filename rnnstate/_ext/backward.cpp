@@ -62,11 +62,13 @@ inline void gru_bwd(const double* gz, const double* gr, const double* gn, const 
 }
 
 using rnnstate_ext::pointwise_pass;
+using rnnstate_ext::StepThreads;
 
 template <typename T>
 void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, int64_t U, const T* cseq,
                    const T* const* gates, const T* dout, T* dh, T* dc, T* dz_all, bool need_dh0) {
   const int64_t G = 4 * U, BU = B * U;
+  StepThreads threads(B * G * U);                               // no per-step fork/join on small steps
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const T* cp = t == 0 ? c0 : cseq + (t - 1) * BU;
     const int64_t o = t * BU;
@@ -88,6 +90,7 @@ template <typename T>
 void gru_bwd_loop(const at::Tensor& w_hh, const T* h0, int64_t Tn, int64_t B, int64_t U, const T* out,
                   const T* const* gates, const T* hn, const T* dout, T* dh, T* dgx_all, T* dgh_all, bool need_dh0) {
   const int64_t G = 3 * U, BU = B * U;
+  StepThreads threads(B * G * U);                               // no per-step fork/join on small steps
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const T* hp = t == 0 ? h0 : out + (t - 1) * BU;
     const int64_t o = t * BU;
@@ -117,6 +120,7 @@ template <typename T>
 void rnn_bwd_loop(const at::Tensor& w_hh, int64_t Tn, int64_t B, int64_t U, const T* out, const T* dout, T* dh,
                   T* da_all, bool relu, bool need_dh0) {
   const int64_t BU = B * U;
+  StepThreads threads(B * U * U);                               // no per-step fork/join on small steps
   for (int64_t t = Tn - 1; t >= 0; --t) {
     T* da = da_all + t * BU;
     const int64_t o = t * BU;

@@ -5,7 +5,61 @@
 
 #include <cstdint>
 
+// The thread controls of the OpenMP runtime and of MKL that torch itself loads (libtorch_cpu's
+// dependencies, resolved at load time; weak: null where torch has no OpenMP or no MKL, e.g. OpenBLAS
+// builds, and StepThreads then leaves the threads as they are). Linux (ELF weak references) only;
+// elsewhere StepThreads does nothing and rnnstate.loop.threads limits the threads around the call.
+#if defined(__linux__)
+#define RNNSTATE_STEP_THREADS 1
+extern "C" {
+int omp_get_max_threads(void) __attribute__((weak));
+void omp_set_num_threads(int) __attribute__((weak));
+int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+}
+#endif
+
 namespace rnnstate_ext {
+
+// Per-step work (multiply-adds of the recurrent GEMM, B * G * U) below which a time loop runs its steps
+// on the calling thread only. A step that forks threads joins them before the next step can start, so
+// on a busy machine one descheduled thread stalls the step for a scheduler slice (milliseconds); on the
+// 2-core benchmark machine 2 threads lost to 1 at every per-step size up to 34M multiply-adds even idle
+// of our own load (B=128, U=256; benchmarks/README.md "busy machine"). From 2^26 (B=256, U=256 LSTM)
+// a step is itself ~ a slice of work, and the threads pay. Same crossover as rnnstate.loop.threads.
+constexpr int64_t kParallelStepMacs = int64_t(1) << 26;
+
+// For its lifetime, the calling thread's OpenMP parallel regions (at::parallel_for, oneDNN) and MKL
+// calls (the per-step sgemm) use one thread, when the per-step work is below kParallelStepMacs.
+// Thread-local settings only (OpenMP's nthreads ICV of this thread, MKL's C-interface
+// MKL_Set_Num_Threads_Local; its lower-case name is the Fortran one, taking a pointer), so other
+// threads and the process-wide torch.get_num_threads() are untouched once it ends.
+class StepThreads {
+ public:
+  explicit StepThreads(int64_t step_macs) {
+#ifdef RNNSTATE_STEP_THREADS
+    if (step_macs >= kParallelStepMacs || omp_get_max_threads == nullptr || omp_set_num_threads == nullptr) return;
+    at::get_num_threads();                  // torch's lazy per-thread init first, so it can't undo ours
+    prev_ = omp_get_max_threads();
+    if (prev_ <= 1) { prev_ = 0; return; }
+    omp_set_num_threads(1);
+    if (MKL_Set_Num_Threads_Local != nullptr) prev_mkl_ = MKL_Set_Num_Threads_Local(1);
+#else
+    (void)step_macs;
+#endif
+  }
+  ~StepThreads() {
+#ifdef RNNSTATE_STEP_THREADS
+    if (prev_ == 0) return;
+    omp_set_num_threads(prev_);
+    if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(prev_mkl_);   // 0: MKL's global again
+#endif
+  }
+  StepThreads(const StepThreads&) = delete;
+  StepThreads& operator=(const StepThreads&) = delete;
+
+ private:
+  int prev_ = 0, prev_mkl_ = 0;
+};
 
 // Below this many elements per step the pointwise pass runs on one thread (fork/join costs more).
 constexpr int64_t kGrain = 4096;

@@ -31,6 +31,15 @@ def unique_name(base: str) -> str:
     return base if n == 0 else f"{base}_{n}"
 
 
+# Keras' floating dtype names -> torch dtypes: a layer's `dtype` (variables and computation alike).
+FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+                "bfloat16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
 def to_tensor(x, dtype=torch.float32, device=None):
     """numpy / python / torch -> torch tensor. Floats (and bools) become `dtype`; integers stay int64
     when `dtype` is None (for Embedding)."""
@@ -76,14 +85,16 @@ class WeightRef:
         return self._get()
 
     def numpy(self) -> np.ndarray:
-        return self._get().detach().cpu().numpy().copy()
+        """The value as a numpy array in the weight's dtype (bfloat16, which numpy lacks: float32, exactly)."""
+        t = self._get().detach().cpu()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy().copy()
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
         return a.astype(dtype) if dtype is not None else a
 
     def assign(self, value):
-        value = np.asarray(value, dtype=np.float32)
+        value = _float_array(value)
         if tuple(value.shape) != self.shape:
             raise _checks.error(self.layer, f"weight `{self.name}` has shape {_checks.fmt_shape(self.shape)}; "
                                             f"received a value of shape {_checks.fmt_shape(value.shape)}.")
@@ -113,7 +124,8 @@ class Layer(nn.Module):
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)
-        self._dtype_name = dtype or "float32"
+        self._dtype_explicit = dtype is not None
+        self._dtype_name = self._check_dtype(dtype) if dtype is not None else "float32"
         self._inbound_nodes: list[Node] = []
         self._torch_mode: bool | None = None      # set by .train()/.eval(); None = Keras default (inference)
         if input_dim is not None and input_shape is None:
@@ -138,6 +150,59 @@ class Layer(nn.Module):
             return bool(training)
         return bool(self._torch_mode)
 
+    # ---- dtype ---------------------------------------------------------------------------------------
+    # One rule (Keras': layers cast their inputs to their dtype): floating inputs, numpy or torch, are
+    # converted to the layer's compute dtype -- its floating parameters' dtype, or before it has any, its
+    # `dtype` (Keras' argument; `.to(dtype)`/`.double()` on a layer or model set it too; a layer built on a
+    # symbolic `Input(dtype=...)` without its own `dtype` takes the input's). Integer inputs of layers that
+    # take ids (Embedding: ``_input_dtype = None``) stay integers.
+    def _check_dtype(self, dtype) -> str:
+        if isinstance(dtype, torch.dtype):
+            dtype = dtype_name(dtype)
+        if isinstance(dtype, dict):
+            from ..serialization import _dtype_name
+            dtype = _dtype_name(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise _checks.error(self, f"argument `dtype` must be one of {sorted(FLOAT_DTYPES)} (or the torch "
+                                      f"dtype); received {dtype!r}.")
+        return dtype
+
+    def _compute_dtype(self) -> torch.dtype:
+        dt = self.__dict__.get("_dtype_cache")
+        if dt is None:
+            dt = next((p.dtype for p in self.parameters() if p.is_floating_point()), None) \
+                or FLOAT_DTYPES.get(self._dtype_name, torch.float32)
+            self.__dict__["_dtype_cache"] = dt
+        return dt
+
+    def _set_float_dtype(self, dtype: torch.dtype):
+        """This layer and the layers inside it compute in (and build their weights in) `dtype`."""
+        for m in self.modules():
+            if isinstance(m, Layer):
+                m._own_float_dtype(dtype)
+
+    def _own_float_dtype(self, dtype: torch.dtype):
+        self._dtype_name = dtype_name(dtype)
+        self.__dict__.pop("_dtype_cache", None)
+
+    def to(self, *args, **kwargs):
+        dtype = torch._C._nn._parse_to(*args, **kwargs)[1]
+        if dtype is not None and dtype.is_floating_point:
+            self._set_float_dtype(dtype)
+        return super().to(*args, **kwargs)
+
+    def double(self):
+        return self.to(torch.float64)
+
+    def float(self):
+        return self.to(torch.float32)
+
+    def half(self):
+        return self.to(torch.float16)
+
+    def bfloat16(self):
+        return self.to(torch.bfloat16)
+
     # ---- build -----------------------------------------------------------------------------------
     def build(self, input_shape):
         """Create weights for `input_shape`. Layers without weights need not override it."""
@@ -145,10 +210,15 @@ class Layer(nn.Module):
     def _maybe_build(self, input_shape):
         if not self.built:
             self.__dict__.pop("_device_cache", None)
+            self.__dict__.pop("_dtype_cache", None)
             # weights are ordinary trainable parameters even when the first call (the build) runs
             # under torch.inference_mode() (which would make them inference tensors) or no_grad
             with torch.inference_mode(False), torch.enable_grad():
                 self.build(input_shape)
+                dt = FLOAT_DTYPES.get(self._dtype_name, torch.float32)
+                if dt != torch.float32:   # weights are initialised in float32, then held in the layer's dtype
+                    nn.Module._apply(self, lambda t: t.to(dt) if t.is_floating_point() else t)
+            self.__dict__.pop("_dtype_cache", None)
             self.built = True
             self._build_shape = input_shape
             if not self._trainable:
@@ -165,14 +235,14 @@ class Layer(nn.Module):
         return super().__call__(*args, **kwargs)
 
     def _convert_input(self, x):
+        want = self._compute_dtype() if self._input_dtype is not None else None
         if isinstance(x, torch.Tensor):
-            if self._input_dtype is not None and x.dtype != self._input_dtype and self._input_dtype.is_floating_point \
-                    and not x.is_floating_point():
-                return x.to(self._input_dtype)
+            if want is not None and x.dtype != want and not x.is_complex():
+                return x.to(want)
             return x
         if isinstance(x, (list, tuple)) and not isinstance(x, np.ndarray):
             return type(x)(self._convert_input(v) for v in x) if not hasattr(x, "_fields") else x
-        return to_tensor(x, self._input_dtype, self._device())
+        return to_tensor(x, want, self._device())
 
     def _device(self):
         dev = self.__dict__.get("_device_cache", False)
@@ -184,6 +254,7 @@ class Layer(nn.Module):
     def _apply(self, fn, *args, **kwargs):      # .to() / .cuda() / .float(): the device may change
         for m in self.modules():
             m.__dict__.pop("_device_cache", None)
+            m.__dict__.pop("_dtype_cache", None)
         return super()._apply(fn, *args, **kwargs)
 
     # ---- masking (Keras 3 semantics; run by Model._run_graph) ---------------------------------------
@@ -203,12 +274,21 @@ class Layer(nn.Module):
 
     def compute_output_spec(self, inputs, *args, **kwargs):
         shape = shape_of(inputs)
+        dtype = self._adopt_input_dtype(inputs)
         self._maybe_build(shape)
-        dtype = inputs.dtype if isinstance(inputs, SymbolicTensor) else torch.float32
         return SymbolicTensor(self.compute_output_shape(shape), self._output_dtype(dtype))
 
+    def _adopt_input_dtype(self, inputs) -> torch.dtype:
+        """Before the build: a layer without its own `dtype` takes a floating symbolic input's dtype
+        (Input(dtype="float64") -> LSTM(4) computes in float64). Returns the input's dtype."""
+        first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
+        dtype = first.dtype if isinstance(first, SymbolicTensor) else torch.float32
+        if not self.built and not self._dtype_explicit and dtype.is_floating_point and dtype != torch.float32:
+            self._set_float_dtype(dtype)
+        return dtype
+
     def _output_dtype(self, input_dtype):
-        return torch.float32
+        return self._compute_dtype()
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -307,7 +387,7 @@ class Layer(nn.Module):
                                 (" The layer is not built yet: call it on an input first." if not self.built else ""))
         arrays = []
         for i, (w, v) in enumerate(zip(own, weights)):
-            a = np.asarray(v, dtype=np.float32)
+            a = _float_array(v)
             if tuple(a.shape) != w.shape:
                 raise _checks.error(self, f"`set_weights` entry {i} (`{w.name}`) must have shape "
                                           f"{_checks.fmt_shape(w.shape)}; received shape {_checks.fmt_shape(a.shape)}.")
@@ -349,3 +429,13 @@ def _serialize_value(v):
     if isinstance(v, tuple):
         return list(v)
     return v
+
+
+def _float_array(v) -> np.ndarray:
+    """A weight value as a numpy float array: float16/32/64 kept (copied into the weight's dtype on
+    assignment), anything else (ints, bools, lists) as float32."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu()
+        v = v.float() if v.dtype == torch.bfloat16 else v
+    a = np.asarray(v)
+    return a if a.dtype.kind == "f" else a.astype(np.float32)

@@ -11,7 +11,7 @@ from .. import _checks, activations, initializers, regularizers
 from .._symbolic import Node, SymbolicTensor
 from .base import Layer, WeightRef
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float32, "float16": torch.float16, "int32": torch.int64,
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "int32": torch.int64,
            "int64": torch.int64, "bool": torch.bool, "bfloat16": torch.bfloat16}
 
 
@@ -28,7 +28,7 @@ class InputLayer(Layer):
                     batch_shape = v
         kwargs.pop("sparse", None)
         kwargs.pop("ragged", None)
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        super().__init__(name=name, **kwargs)     # its dtype may be an integer one: checked here
         if batch_shape is None:
             if shape is None:
                 raise _checks.error(self, "needs `shape` (without the batch axis), e.g. Input(shape=(timesteps, "
@@ -38,6 +38,9 @@ class InputLayer(Layer):
             batch_shape = (batch_size,) + tuple(shape)
         self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
         dt = dtype or "float32"
+        if isinstance(dt, dict):
+            from ..serialization import _dtype_name
+            dt = _dtype_name(dt)
         if isinstance(dt, torch.dtype):
             self.tensor_dtype = dt
         else:
@@ -52,6 +55,11 @@ class InputLayer(Layer):
 
     def forward(self, x, training=None):
         return x
+
+    def _own_float_dtype(self, dtype):
+        if self.tensor_dtype.is_floating_point:     # model.to(float64): float inputs are fed as float64
+            self.tensor_dtype = self.output_tensor.dtype = dtype
+            self._dtype_name = str(dtype).replace("torch.", "")
 
     def get_config(self):
         return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self._dtype_name}

@@ -146,20 +146,22 @@ class RNN(Layer):
         _checks.rnn_input_rank(self, shape)
         if self.built:
             _checks.feature_count(self, self.input_dim, shape)
+        self._adopt_input_dtype(inputs)
         self._maybe_build(shape)
+        dt = self._compute_dtype()
         B, T = shape[0], shape[1]
         if self.stateful:
             _access.declare_batch(self, B)      # Input(batch_size=...) / batch_input_shape fixes it
         if initial_state is not None:
             self._check_state_shapes([shape_of(s) for s in _as_list(initial_state)], B)
         out_size = self.cell.output_size
-        values = [SymbolicTensor((B, T, out_size) if self.return_sequences else (B, out_size))]
+        values = [SymbolicTensor((B, T, out_size) if self.return_sequences else (B, out_size), dt)]
         if self.return_state:
-            values += [SymbolicTensor((B, n)) for n in self.state_size]
+            values += [SymbolicTensor((B, n), dt) for n in self.state_size]
         if self.return_cell_sequence:
-            values.append(SymbolicTensor((B, T, self.units)))
+            values.append(SymbolicTensor((B, T, self.units), dt))
         if self.return_gate_sequences:
-            values += [SymbolicTensor((B, T, self.units)) for _ in self.cell.gate_names]
+            values += [SymbolicTensor((B, T, self.units), dt) for _ in self.cell.gate_names]
         return self._pack(values)
 
     def compute_output_shape(self, input_shape):
@@ -256,7 +258,8 @@ class RNN(Layer):
             if s is not None:
                 return s
         if initial_state is not None:
-            states = [s if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device)
+            states = [to_tensor(s, x.dtype, x.device) if not isinstance(s, torch.Tensor) or
+                      (s.dtype != x.dtype and s.is_floating_point()) else s       # the input's rule, for states too
                       for s in _as_list(initial_state)]
             sizes = self.state_size
             if len(states) != len(sizes) or any(s.dim() != 2 or s.shape[0] != B or s.shape[1] != n

@@ -93,17 +93,18 @@ class Bidirectional(Layer):
 
     def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
         fw_init, bw_init = self._split_states(initial_state)
+        self._adopt_input_dtype(inputs)
         self._maybe_build(shape_of(inputs))
         fw = self.forward_layer.compute_output_spec(inputs, initial_state=fw_init)
         bw = self.backward_layer.compute_output_spec(inputs, initial_state=bw_init)
         fw, bw = _as_list(fw), _as_list(bw)
         y = fw[0]
         if self.merge_mode == "concat":
-            out = [SymbolicTensor(y.shape[:-1] + (y.shape[-1] * 2,))]
+            out = [SymbolicTensor(y.shape[:-1] + (y.shape[-1] * 2,), y.dtype)]
         elif self.merge_mode is None:
             out = [fw[0], bw[0]]
         else:
-            out = [SymbolicTensor(y.shape)]
+            out = [SymbolicTensor(y.shape, y.dtype)]
         if self.return_state:
             out += fw[1:] + bw[1:]
         return out[0] if len(out) == 1 else self._result_cls()(*out)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ext
+from . import threads
 
 _FUSED_CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
 
@@ -336,7 +337,15 @@ def run_compiled(cell, x, state, *, want_states: bool, want_gates: bool):
 def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=False):
     """The sequence (already in processing order) on the fastest kernel that applies, by the policy in
     this module's docstring: (outputs (B, T, U), final state, state_seqs or None, gates or None, path).
-    Call only when ``unsupported_reason`` and ``dynamic_reason`` are None."""
+    Call only when ``unsupported_reason`` and ``dynamic_reason`` are None. Steps below
+    ``threads.PARALLEL_MIN_STEP_MACS`` run on the calling thread only (no per-step fork/join)."""
+    if _ext.unavailable_reason() is not None:
+        _ext.warn_unavailable_once()
+    with threads.single_threaded_below(cell, x.shape[0]):
+        return _run_fast(cell, x, state, want_states=want_states, want_gates=want_gates, training=training)
+
+
+def _run_fast(cell, x, state, *, want_states=False, want_gates=False, training=False):
     want = want_states or want_gates
     recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
     # short sequences (streaming) in inference: the compiled loop or torch's single-step cell ops
@@ -356,6 +365,8 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
     else:
         out, final = run(cell, x, state, training=training)
         path = kernel_name(x.device, cell)
+    if prefer and not want and why_not and _ext.unavailable_reason() is not None:
+        path += f" (no compiled kernel: {why_not})"
     seqs = gates = None
     if want:
         seqs, gates = recompute_sequences(cell, x, state, out, want_states=want_states, want_gates=want_gates)

@@ -284,7 +284,7 @@ class Model(TrainingMixin, SavingMixin, Layer):
             else:
                 parts = [self._run_graph([v[i:i + bs] for v in xs], training=False) for i in range(0, n, bs)]
                 outs = [torch.cat(p, 0) for p in zip(*parts)]
-        arrays = [o.detach().cpu().numpy() for o in outs]
+        arrays = [(o.float() if o.dtype == torch.bfloat16 else o).detach().cpu().numpy() for o in outs]  # numpy has no bf16
         if isinstance(self._output_structure, SymbolicTensor):
             return arrays[0]
         return arrays

@@ -70,7 +70,7 @@ class Sequential(Model):
 
     def _build_from_data(self, x):
         shape = shape_of(x) if not isinstance(x, (list, tuple)) else shape_of(x[0])
-        dtype = "float32"
+        dtype = self._dtype_name          # float32, or what .to(dtype) / .double() set
         if hasattr(x, "dtype") and str(x.dtype).replace("torch.", "").startswith(("int", "uint")):
             dtype = "int64"
         self._input_tensor = Input(batch_shape=(None,) + tuple(shape[1:]), dtype=dtype)
@@ -78,7 +78,7 @@ class Sequential(Model):
 
     def build(self, input_shape=None):
         if not self._graph_ready and input_shape is not None:
-            self._input_tensor = Input(batch_shape=tuple(input_shape))
+            self._input_tensor = Input(batch_shape=tuple(input_shape), dtype=self._dtype_name)
             self._rebuild()
 
     def _ensure(self, x):

@@ -86,7 +86,11 @@ def check_dataset(h5py, ds, path, where):
 
 
 def read(h5py, ds, path, where, dtype):
-    """The data of `ds` as a numpy array of `dtype`, after `check_dataset`."""
+    """The data of `ds` as a numpy array of `dtype`, after `check_dataset`. With `dtype=None`, float64 and
+    float16 data keep their dtype (a float64 / float16 model's weights) and everything else becomes float32."""
     import numpy as np
     check_dataset(h5py, ds, path, where)
+    if dtype is None:
+        a = np.asarray(ds[()])
+        return a if a.dtype in (np.float64, np.float16) else a.astype(np.float32)
     return np.asarray(ds[()], dtype=dtype)

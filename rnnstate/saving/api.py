@@ -8,6 +8,7 @@ import os
 import zipfile
 
 import numpy as np
+import torch
 
 from .. import serialization
 from ..states import access
@@ -45,7 +46,7 @@ def _collect_states(model):
     for p, layer in _walk.stateful_entries(model):
         st = layer._states
         if st is not None:
-            out[p] = [s.detach().cpu().numpy().astype(np.float32) for s in st]
+            out[p] = [(s.float() if s.dtype == torch.bfloat16 else s).detach().cpu().numpy() for s in st]
     return out
 
 
@@ -72,7 +73,7 @@ def _check_states(model, states, path):
 def _restore_states(model, states):
     layers = dict(_walk.stateful_entries(model))
     for p, arrays in states.items():
-        layers[p].reset_states([np.array(a, dtype=np.float32) for a in arrays])
+        layers[p].reset_states([np.array(a) for a in arrays])
 
 
 def _native_states(tensors, path):
@@ -113,7 +114,8 @@ def _assign(model, arrays):
     key = {(id(w.layer), w.name): p for p, w in _walk.native_entries(model)}
     values = []
     for w in model.weights:
-        values.append(np.array(arrays[key[(id(w.layer), w.name)]], dtype=np.float32))
+        a = np.array(arrays[key[(id(w.layer), w.name)]])
+        values.append(a if a.dtype.kind == "f" else a.astype(np.float32))     # assigned in the weight's dtype
     model.set_weights(values)
 
 

@@ -76,7 +76,8 @@ def write(model, states=None, checksum=False) -> bytes:
 
 
 def _dataset(group, name, value, checksum):
-    a = np.ascontiguousarray(value, dtype=np.float32)
+    dt = getattr(value, "dtype", None)                 # float64/float16 weights kept (as Keras does); else float32
+    a = np.ascontiguousarray(value, dtype=dt if dt in (np.float64, np.float16) else np.float32)
     if checksum and a.size and a.ndim:
         group.create_dataset(name, data=a, chunks=True, fletcher32=True)
     else:
@@ -178,7 +179,7 @@ def _materialize(model, plan, path, nbytes):
         if p is None:
             raise fail(path, f"weight {w!r} has no place in the model (internal error).")
         try:
-            out[p] = _h5guard.read(h5py, ds, path, f"weight `{p}`", np.float32)
+            out[p] = _h5guard.read(h5py, ds, path, f"weight `{p}`", None)
         except FileFormatError:
             raise
         except Exception as e:
@@ -219,7 +220,7 @@ def read_states(f, path, nbytes):
     for p, d in found.items():
         if sorted(d) != list(range(len(d))):
             raise fail(path, f"the states of '{p}' are not numbered 0..{len(d) - 1}.")
-        out[p] = [_h5guard.read(h5py, d[i], path, f"the states of '{p}'", np.float32) for i in range(len(d))]
+        out[p] = [_h5guard.read(h5py, d[i], path, f"the states of '{p}'", None) for i in range(len(d))]
     return out
 
 

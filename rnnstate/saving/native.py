@@ -59,10 +59,17 @@ def _digest(metadata: dict, tensors: dict) -> str:
     return h.hexdigest()
 
 
+def _stored_dtype(v):
+    dt = getattr(v, "dtype", None)
+    return dt if dt in (np.float64, np.float16, np.float32) else np.float32
+
+
 def dumps(tensors: dict, metadata: dict) -> bytes:
-    """tensors: name -> float32 array; metadata: str -> str. Returns the file's bytes."""
+    """tensors: name -> float array (float64 and float16 kept, anything else as float32: a bfloat16
+    weight is stored exactly as float32 and the model's config says bfloat16); metadata: str -> str.
+    Returns the file's bytes."""
     from safetensors.numpy import save
-    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    tensors = {k: np.ascontiguousarray(v, dtype=_stored_dtype(v)) for k, v in tensors.items()}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     metadata["sha256"] = _digest(metadata, tensors)
     return save(tensors, metadata=metadata)

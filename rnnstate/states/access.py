@@ -111,13 +111,13 @@ def to_state(layer, values, owner=None):
             raise _checks.state_structure(owner, f"{len(names)} arrays ({', '.join(names)})",
                                           f"a nested {type(v).__name__}")
         try:
-            t = to_tensor(v, torch.float32, dev)
+            t = to_tensor(v, layer._compute_dtype(), dev)
         except (TypeError, ValueError):
             t = None
         if t is None or not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.bool)):
             raise _checks.state_structure(owner, f"{len(names)} float arrays ({', '.join(names)})",
                                           f"{type(v).__name__} {v!r:.60}")
-        ts.append(t.float())
+        ts.append(t.to(layer._compute_dtype()))
     B = ts[0].shape[0] if ts[0].dim() >= 1 else None
     for name, t, n in zip(names, ts, layer.state_size):
         if t.dim() != 2 or t.shape[0] != B or t.shape[1] != n:
@@ -171,6 +171,8 @@ def carried_state(layer, batch, device, dtype):
         return zero_state(layer, batch, device, dtype)
     if s[0].is_inference() and not torch.is_inference_mode_enabled():
         s = layer._states = type(s)(*[t.clone() for t in s])    # kept by predict; autograd may need it now
+    if s[0].dtype != dtype:                                       # carried across model.to(dtype)
+        s = layer._states = type(s)(*[t.to(dtype) for t in s])
     return s
 
 
