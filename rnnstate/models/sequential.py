@@ -68,6 +68,11 @@ class Sequential(Model):
         _register_by_position(self, self._stack)     # keys follow `model.layers` (no input layer)
         self._graph_ready = True
 
+    def _own_float_dtype(self, dtype):
+        super()._own_float_dtype(dtype)
+        if self._input_tensor is not None:      # the input layer is not among the registered (positional) layers
+            self._input_tensor.layer._own_float_dtype(dtype)
+
     def _build_from_data(self, x):
         shape = shape_of(x) if not isinstance(x, (list, tuple)) else shape_of(x[0])
         dtype = self._dtype_name          # float32, or what .to(dtype) / .double() set
