@@ -8,16 +8,37 @@
 ``.keras`` file) and by Keras 2 (legacy ``.h5`` files). Only the class names of
 :func:`registry` are ever resolved; the ``module`` key of a spec is ignored, nothing is imported,
 no code is executed (a ``Lambda`` layer, a ``__lambda__`` activation or any class outside the
-registry is refused with a ``ValueError``). Keras-only options that have no effect on predictions
+registry is refused with a ``ValueError``; a ``Lambda`` only loads inside ``safe_mode_scope(False)``,
+which ``load_model(..., safe_mode=False)`` opens: the caller's explicit trust, as in Keras). Keras-only options that have no effect on predictions
 are dropped when at their defaults (``quantization_config=None``, ``sparse=False``, ...);
 L1 / L2 / L1L2 weight regularizers of LSTM, GRU, SimpleRNN and Dense are kept; other regularizers and
 constraints (training-only) are dropped with a warning.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
 
 from . import _checks
+
+_SAFE_MODE = contextvars.ContextVar("rnnstate_safe_mode", default=True)
+
+
+def in_safe_mode() -> bool:
+    """True unless inside ``safe_mode_scope(False)``: code stored in files (Lambda) is refused."""
+    return _SAFE_MODE.get() is not False
+
+
+@contextlib.contextmanager
+def safe_mode_scope(safe_mode=True):
+    """``with safe_mode_scope(False): ...`` lets ``Lambda`` layers in configs be rebuilt (their stored
+    Python code will run). Keras' ``safe_mode`` argument of ``load_model``."""
+    token = _SAFE_MODE.set(safe_mode is not False)
+    try:
+        yield
+    finally:
+        _SAFE_MODE.reset(token)
 
 # rnnstate class -> (Keras module, Keras class name, registered_name) for specs Keras can read.
 _KERAS_NAMES = {"Model": ("keras.src.models.functional", "Functional", "Functional"),

@@ -1,7 +1,9 @@
 """Layers with Keras' names, arguments and defaults."""
 from ..cells import GRUCell, LSTMCell, SimpleRNNCell
+from .attention import AdditiveAttention, Attention
 from .base import Layer
 from .conv import Conv1D
+from .lambda_layer import Lambda
 from .core import (Activation, Dense, Dropout, Embedding, Flatten, Input, InputLayer, Masking, Permute,
                    RepeatVector, Reshape)
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
@@ -25,6 +27,6 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Embedding", "Masking", "Rep
            "Minimum", "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
            "Conv1D", "Convolution1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D",
            "GlobalAveragePooling1D", "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D",
-           "LayerNormalization", "BatchNormalization", "SpatialDropout1D", "GaussianNoise",
+           "LayerNormalization", "BatchNormalization", "Attention", "AdditiveAttention", "Lambda", "SpatialDropout1D", "GaussianNoise",
            "LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "Bidirectional",
            "TimeDistributed"]

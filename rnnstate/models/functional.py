@@ -117,6 +117,16 @@ class Model(TrainingMixin, SavingMixin, Layer):
         return self._input_structure
 
     @property
+    def input_shape(self):
+        """Keras' ``model.input_shape``: the input's shape with None for the batch (a list for several)."""
+        return _shapes_of(self._input_structure)
+
+    @property
+    def output_shape(self):
+        """Keras' ``model.output_shape``: the output's shape (a list for several outputs)."""
+        return _shapes_of(self._output_structure)
+
+    @property
     def output(self):
         return self._output_structure
 
@@ -189,7 +199,9 @@ class Model(TrainingMixin, SavingMixin, Layer):
                 prev = kwargs.get("mask") if kwargs.get("mask") is not None else (in_mask if masked else None)
                 out_mask = layer.compute_mask(args[0] if args else None, prev)
                 if out_mask is not None:
-                    ms = [out_mask] if len(node.outputs) == 1 else list(out_mask)
+                    # one mask for several outputs (Attention with return_attention_scores): the first's
+                    ms = [out_mask] if len(node.outputs) == 1 or isinstance(out_mask, torch.Tensor) \
+                        else list(out_mask)
                     for t, m in zip(node.outputs, ms):
                         if m is not None:
                             masks[id(t)] = m
@@ -340,3 +352,11 @@ class Model(TrainingMixin, SavingMixin, Layer):
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
 
+
+
+def _shapes_of(structure):
+    if isinstance(structure, SymbolicTensor):
+        return tuple(structure.shape)
+    if isinstance(structure, dict):
+        return {k: _shapes_of(v) for k, v in structure.items()}
+    return [_shapes_of(v) for v in structure]
