@@ -21,6 +21,11 @@ class SpatialDropout1D(Layer):
         self.rate = _checks.fraction(self, "rate", rate)
         self.seed = seed
 
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("trainable", None)          # Keras' SpatialDropout1D takes no `trainable`
+        return cfg
+
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape, 3, "(batch, timesteps, channels)")
         return tuple(input_shape)
