@@ -74,7 +74,13 @@ def registry() -> dict:
     names = [n for n in layers.__all__ if n != "Layer"]
     reg = {n: getattr(layers, n) for n in names if isinstance(getattr(layers, n), type)}
     reg.update({"Model": models.Model, "Functional": models.Model, "Sequential": models.Sequential})
+    reg.update(_ops())              # Keras 3's operation nodes (NotEqual, Any...) in functional graphs
     return reg
+
+
+def _ops():
+    from .layers import ops
+    return ops.OPS
 
 
 def keras_class_name(layer) -> str:
@@ -88,9 +94,14 @@ def serialize_layer(layer) -> dict:
     if registry().get(cls) is not type(layer):
         raise ValueError(f"{_checks.who(layer)}: class {cls!r} is not one of rnnstate's registered layers "
                          f"({', '.join(sorted(registry()))}); only those can be saved and loaded.")
-    module, kname, registered = _KERAS_NAMES.get(cls, ("keras.layers", cls, None))
+    module, kname, registered = _KERAS_NAMES.get(cls, (_keras_module(cls), cls, None))
     config = layer.get_config()
     return {"module": module, "class_name": kname, "config": _keras_nested(config), "registered_name": registered}
+
+
+def _keras_module(class_name):
+    op = _ops().get(class_name)
+    return op.keras_module if op is not None else "keras.layers"
 
 
 def _keras_nested(obj):
@@ -100,7 +111,7 @@ def _keras_nested(obj):
         cn = out.get("class_name")
         if isinstance(cn, str) and isinstance(out.get("config"), dict) and "module" not in out \
                 and cn in registry():
-            module, kname, registered = _KERAS_NAMES.get(cn, ("keras.layers", cn, None))
+            module, kname, registered = _KERAS_NAMES.get(cn, (_keras_module(cn), cn, None))
             out = {"module": module, "class_name": kname, "config": out["config"], "registered_name": registered,
                    **{k: v for k, v in out.items() if k not in ("class_name", "config")}}
         return out

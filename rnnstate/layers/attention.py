@@ -74,7 +74,7 @@ class _BaseAttention(Layer):
 
     def forward(self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False):
         q, v, k = self._split(inputs)
-        if q.dim() != 3 or v.dim() != 3 or k.dim() != 3 or k.shape[1] != v.shape[1]:
+        if q.dim() != 3 or v.dim() != 3 or k.dim() != 3 or k.shape[1] != v.shape[1] or q.shape[-1] != k.shape[-1]:
             self._check_shapes(q, v, k)
         q_mask, v_mask = self._masks(mask, q, v)
         scores = self._scores(q, k)                                            # (B, Tq, Tv)
@@ -143,7 +143,7 @@ class Attention(_BaseAttention):
             p = getattr(self, name)
             if p is not None:
                 out.append(WeightRef(self, name, (), (lambda n=name: getattr(self, n).detach()),
-                                     (lambda v, n=name: getattr(self, n).copy_(v))))
+                                     (lambda v, n=name: getattr(self, n).copy_(v.reshape(())))))   # numpy makes 0-D arrays 1-D
         return out
 
     def _scores(self, q, k):
@@ -163,9 +163,10 @@ class AdditiveAttention(_BaseAttention):
     Bahdanau's ``W1 q + W2 k``). Weights: ``scale (D,)`` (Glorot-uniform) with ``use_scale=True``.
     """
 
-    _config_args = ("use_scale", "dropout")
+    _config_args = ("use_scale", "dropout", "seed")
 
     def __init__(self, use_scale=True, dropout=0.0, **kwargs):
+        self.seed = kwargs.pop("seed", None)           # Keras passes it through **kwargs
         super().__init__(**kwargs)
         self.use_scale = bool(use_scale)
         self.dropout = _checks.fraction(self, "dropout", dropout)

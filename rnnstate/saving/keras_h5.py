@@ -76,7 +76,7 @@ def write(model, states=None, checksum=False) -> bytes:
 
 
 def _dataset(group, name, value, checksum):
-    a = np.ascontiguousarray(value, dtype=np.float32)
+    a = np.ascontiguousarray(value, dtype=np.float32).reshape(np.shape(value))    # keeps 0-D weights 0-D
     if checksum and a.size and a.ndim:
         group.create_dataset(name, data=a, chunks=True, fletcher32=True)
     else:

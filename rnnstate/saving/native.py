@@ -62,7 +62,7 @@ def _digest(metadata: dict, tensors: dict) -> str:
 def dumps(tensors: dict, metadata: dict) -> bytes:
     """tensors: name -> float32 array; metadata: str -> str. Returns the file's bytes."""
     from safetensors.numpy import save
-    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32).reshape(np.shape(v)) for k, v in tensors.items()}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     metadata["sha256"] = _digest(metadata, tensors)
     return save(tensors, metadata=metadata)

@@ -1,0 +1,95 @@
+"""Attention (Luong) and AdditiveAttention (Bahdanau) against Keras 3 (JAX) with the same weights:
+scores, masks (explicit and propagated), causal masks, returned scores, a training step, `.keras` files."""
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from rnnstate import layers as L
+
+from ._keras_pairs import close, keras_files_both_ways, pair, random_weights, sgd_step_matches
+
+B, TQ, TV, D = 2, 3, 5, 4
+
+
+@pytest.fixture(scope="module")
+def qvk():
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((B, t, D)).astype("float32") for t in (TQ, TV, TV)]
+
+
+KINDS = [("Attention", {}), ("Attention", {"use_scale": True}), ("Attention", {"score_mode": "concat"}),
+         ("Attention", {"score_mode": "concat", "use_scale": True}), ("AdditiveAttention", {}),
+         ("AdditiveAttention", {"use_scale": False})]
+MASKS = {"none": None,
+         "both": [np.array([[1, 1, 0], [1, 0, 0]], bool), np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)],
+         "value": [None, np.array([[1, 0, 1, 0, 1], [1, 1, 0, 0, 0]], bool)]}
+
+
+@pytest.mark.parametrize("kind,kw", KINDS, ids=[f"{k}-{kw}" for k, kw in KINDS])
+@pytest.mark.parametrize("mask,causal,with_key", [(m, c, k) for m, c, k in itertools.product(MASKS, [False, True],
+                                                                                         [False, True])
+                                                  if not (m == "value" and k)])
+def test_attention_matches_keras(kind, kw, mask, causal, with_key, qvk, rng):
+    inputs = qvk if with_key else qvk[:2]
+    kl, rl = getattr(keras.layers, kind)(**kw), getattr(L, kind)(**kw)
+    kl(inputs)
+    rl(inputs)
+    w = random_weights(kl, rng)
+    kl.set_weights(w)
+    rl.set_weights(w)
+    assert [(v.name, tuple(v.shape)) for v in rl.weights] == [(v.name, tuple(v.shape)) for v in kl.weights]
+    call = dict(mask=MASKS[mask], use_causal_mask=causal, return_attention_scores=True)
+    k_out, k_scores = kl(inputs, **call)
+    out, scores = rl(inputs, **call)
+    close([out, scores], [k_out, k_scores])
+    close(rl(inputs, mask=MASKS[mask], use_causal_mask=causal), k_out)     # without the scores
+    np.testing.assert_allclose(scores.sum(-1).detach().numpy(), 1.0, atol=1e-6)
+
+
+def _seq2seq(lib, kind):
+    """A small encoder-decoder: masked source ids, an LSTM encoder, a decoder LSTM started from the
+    encoder's states, attention over the encoder outputs, scores returned as a model output."""
+    src, tgt = lib.Input((TV,), dtype="int32"), lib.Input((TQ, D))
+    e = lib.layers.Embedding(7, D, mask_zero=True)(src)
+    enc, h, c = lib.layers.LSTM(D, return_sequences=True, return_state=True)(e)
+    dec = lib.layers.LSTM(D, return_sequences=True)(tgt, initial_state=[h, c])
+    if kind == "luong":
+        ctx, scores = lib.layers.Attention(use_scale=True)([dec, enc], return_attention_scores=True)
+    else:
+        q = lib.layers.Dense(D)(dec)
+        ctx, scores = lib.layers.AdditiveAttention()([q, enc, lib.layers.Dense(D)(enc)],
+                                                     return_attention_scores=True)
+    y = lib.layers.Dense(3)(lib.layers.Concatenate()([dec, ctx]))
+    return lib.Model([src, tgt], [y, scores])
+
+
+@pytest.fixture(scope="module", params=["luong", "bahdanau"])
+def seq2seq(request):
+    return pair(lambda lib: _seq2seq(lib, request.param), np.random.default_rng(1))
+
+
+def test_seq2seq_attention_model_like_keras(seq2seq, tmp_path):
+    km, rm = seq2seq
+    rng = np.random.default_rng(2)
+    src = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 2, 0]])
+    tgt = rng.standard_normal((B, TQ, D)).astype("float32")
+    got, want = rm.predict([src, tgt]), km.predict([src, tgt], verbose=0)
+    close(got, want)
+    assert np.all(got[1][0, :, 3:] < 1e-6)          # padded source steps get no attention (propagated mask)
+    keras_files_both_ways(km, rm, [src, tgt], tmp_path)
+    # one SGD step on the first output only
+    k1, r1 = (type(m)(m.inputs, m.outputs[0]) for m in (km, rm))
+    sgd_step_matches(k1, r1, [src, tgt], rng.standard_normal((B, TQ, 3)).astype("float32"))
+
+
+def test_attention_errors(qvk):
+    with pytest.raises(ValueError, match="Attention .*list \\[query, value\\]"):
+        L.Attention()(qvk[0])
+    with pytest.raises(ValueError, match="`score_mode` must be one of"):
+        L.Attention(score_mode="general")
+    with pytest.raises(ValueError, match="query_mask must have shape \\(2, 3\\)"):
+        L.Attention()(qvk[:2], mask=[np.ones((2, 5), bool), None])
+    with pytest.raises(ValueError, match="AdditiveAttention .*same feature size"):
+        L.AdditiveAttention()([qvk[0], qvk[1][..., :2]])
