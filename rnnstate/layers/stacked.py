@@ -12,8 +12,9 @@ Cells may be rnnstate cells (``LSTMCell``...), cells following rnnstate's protoc
 (``step(x_t, state)``), or Keras-contract cells (``call(inputs, states) -> (output, new_states)``).
 
 State: one flat NamedTuple of every cell's states in order, fields suffixed by the cell index:
-``StackedState(h_0, c_0, h_1)`` for ``[LSTMCell, GRUCell]``. So ``RNN([...], return_state=True)``
-returns ``output, h_0, c_0, h_1`` (Keras 3 nests them per cell: ``output, [h_0, c_0], [h_1]``), and
+``StackedState(h_0, c_0, h_1)`` for ``[LSTMCell, GRUCell]`` (what stateful layers carry and streams
+pass). ``RNN([...], return_state=True)`` returns them nested per cell, as Keras 3:
+``output, (h_0, c_0), (h_1,)``, each a named state (``res.cell_0.c``, ``res.states[1].h``);
 ``initial_state`` takes either the flat list or Keras' nested one. Weights: each cell's, in order (as
 Keras' ``StackedRNNCells``). Cell dropout is not supported here (it is applied by the RNN layer around
 a single cell); use stacked ``LSTM`` layers for it.
@@ -96,6 +97,12 @@ class StackedCells(Cell):
             else:
                 parts.extend(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in _sizes(c))
         return self.state_type(*parts)
+
+    def nest_states(self, state):
+        """Flat states -> one entry per cell (its own named state when it has a type), as Keras nests
+        the states of ``RNN([cell_1, cell_2], return_state=True)``."""
+        return [c.state_type(*part) if getattr(c, "state_type", None) is not None else list(part)
+                for c, part in zip(self.cells, self._split(state))]
 
     def _split(self, state):
         out, i = [], 0
