@@ -20,12 +20,13 @@ def random_weights(model, rng, scale=0.5):
 
 
 def close(got, want, atol=1e-5):
-    got = got if isinstance(got, list) else [got]
-    want = want if isinstance(want, list) else [want]
+    got = list(got) if isinstance(got, (list, tuple)) else [got]
+    want = list(want) if isinstance(want, (list, tuple)) else [want]
     assert len(got) == len(want)
     for g, w in zip(got, want):
         g = g.detach().numpy() if hasattr(g, "detach") else np.asarray(g)
-        np.testing.assert_allclose(g, np.asarray(w), atol=atol, rtol=1e-5)
+        w = w.detach().numpy() if hasattr(w, "detach") else np.asarray(w)
+        np.testing.assert_allclose(g, w, atol=atol, rtol=1e-5)
 
 
 def pair(build, rng):

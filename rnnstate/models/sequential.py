@@ -119,8 +119,8 @@ class Sequential(Model):
 
     def _require_built(self, what):
         if not self._graph_ready:
-            raise AttributeError(f"{_checks.who(self)} has no `{what}` yet: give the input shape (an `Input(...)` "
-                                 f"first, or `input_shape=` on the first layer) or call it on data first.")
+            raise _checks.error(self, f"has no `{what}` yet: give the input shape (an `Input(...)` first, or "
+                                      f"`input_shape=` on the first layer) or call it on data first.")
 
     def _sublayers(self):
         return list(self._stack)
