@@ -8,6 +8,7 @@ from .core import (Activation, Dense, Dropout, Embedding, Flatten, Input, InputL
                    RepeatVector, Reshape)
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                     concatenate, dot, maximum, minimum, multiply, subtract)
+from .multi_head_attention import MultiHeadAttention
 from .noise import GaussianNoise, SpatialDropout1D
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
@@ -27,6 +28,6 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Embedding", "Masking", "Rep
            "Minimum", "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
            "Conv1D", "Convolution1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D",
            "GlobalAveragePooling1D", "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D",
-           "LayerNormalization", "BatchNormalization", "Attention", "AdditiveAttention", "Lambda", "SpatialDropout1D", "GaussianNoise",
+           "LayerNormalization", "BatchNormalization", "Attention", "AdditiveAttention", "MultiHeadAttention", "Lambda", "SpatialDropout1D", "GaussianNoise",
            "LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "Bidirectional",
            "TimeDistributed"]

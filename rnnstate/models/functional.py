@@ -188,7 +188,12 @@ class Model(TrainingMixin, SavingMixin, Layer):
             first = node.args[0] if node.args else None
             in_mask = map_structure(mask_of, first) if first is not None else None
             masked = any(m is not None for m in flatten(in_mask)) if in_mask is not None else False
-            if masked and layer._consumes_mask and kwargs.get("mask") is None and not (
+            if getattr(layer, "_positional_masks", False):     # MultiHeadAttention(query, value, key)
+                every = [map_structure(mask_of, a) for a in node.args]
+                if any(m is not None for m in flatten(every)) and kwargs.get("mask") is None:
+                    kwargs["mask"] = every
+                    masked = True
+            elif masked and layer._consumes_mask and kwargs.get("mask") is None and not (
                     has_symbolic(node.kwargs) or has_symbolic(node.args[1:])):
                 kwargs["mask"] = in_mask
             out = node.layer(*args, training=training, **kwargs)
