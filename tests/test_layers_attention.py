@@ -93,3 +93,46 @@ def test_attention_errors(qvk):
         L.Attention()(qvk[:2], mask=[np.ones((2, 5), bool), None])
     with pytest.raises(ValueError, match="AdditiveAttention .*same feature size"):
         L.AdditiveAttention()([qvk[0], qvk[1][..., :2]])
+
+
+MHA_CASES = [dict(num_heads=2, key_dim=3), dict(num_heads=3, key_dim=2, value_dim=2, output_shape=5),
+             dict(num_heads=1, key_dim=4, use_bias=False)]
+
+
+@pytest.mark.parametrize("kw", MHA_CASES, ids=[str(kw) for kw in MHA_CASES])
+@pytest.mark.parametrize("masks,causal", [(False, False), (True, False), (False, True), (True, True)])
+def test_multi_head_attention_matches_keras(kw, masks, causal, qvk, rng):
+    q, v, k = qvk
+    kl, rl = keras.layers.MultiHeadAttention(**kw), L.MultiHeadAttention(**kw)
+    kl(q, v, key=k)
+    rl(q, v, key=k)
+    w = random_weights(kl, rng)
+    kl.set_weights(w)
+    rl.set_weights(w)
+    assert [(v_.name, tuple(v_.shape)) for v_ in rl.weights] == [(v_.name, tuple(v_.shape)) for v_ in kl.weights]
+    call = dict(use_causal_mask=causal)
+    if masks:      # (Keras 3.15 ignores an explicit query_mask, using the query's graph mask: model test below)
+        call.update(value_mask=MASKS["both"][1])
+    close(rl(q, v, key=k, return_attention_scores=True, **call), kl(q, v, key=k, return_attention_scores=True, **call))
+    close(rl(q, v, key=k, **call), kl(q, v, key=k, **call))
+
+
+def _mha_model(lib):
+    ids, x = lib.Input((TV,), dtype="int32"), lib.Input((TQ, D))
+    e = lib.layers.Embedding(7, D, mask_zero=True)(ids)
+    y = lib.layers.MultiHeadAttention(2, 3)(x, e)                   # value mask from the Embedding
+    # (a second Embedding: Keras' MultiHeadAttention clears the mask of the tensors it is called on,
+    # so a tensor shared by two of them would lose its mask in Keras)
+    e2 = lib.layers.Embedding(7, D, mask_zero=True)(ids)
+    z = lib.layers.MultiHeadAttention(2, 2, output_shape=3)(e2, e2, use_causal_mask=True)   # self-attention
+    return lib.Model([ids, x], [y, lib.layers.LSTM(2)(z)])
+
+
+def test_multi_head_attention_model_masks_files_and_step(tmp_path):
+    km, rm = pair(_mha_model, np.random.default_rng(5))
+    ids = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 2, 0]])
+    x = np.random.default_rng(6).standard_normal((B, TQ, D)).astype("float32")
+    close(rm.predict([ids, x]), km.predict([ids, x], verbose=0))
+    keras_files_both_ways(km, rm, [ids, x], tmp_path)
+    k1, r1 = (type(m)(m.inputs, m.outputs[0]) for m in (km, rm))
+    sgd_step_matches(k1, r1, [ids, x], np.random.default_rng(7).standard_normal((B, TQ, D)).astype("float32"))

@@ -11,7 +11,7 @@ from .._symbolic import SymbolicTensor, has_symbolic
 from ._weights import param, ref
 from .base import Layer, to_tensor
 
-_LARGE_NEGATIVE = -1.0e9        # what Keras' Softmax adds at masked positions (float32)
+_LARGE_NEGATIVE = -1.0e9        # what Keras' Softmax puts at masked positions (float32)
 
 
 class _Projection(Layer):
@@ -34,7 +34,7 @@ class MultiHeadAttention(Layer):
 
     Per head n: ``Q_n = query @ Wq[:, n] + bq[n]`` (B, T, key_dim), likewise K_n from `key` (default
     `value`) and V_n from `value` (value_dim); ``A_n = softmax(Q_n K_n^T / sqrt(key_dim))`` (B, T, S) with
-    masked positions set to -1e9 first; ``output = sum_n (A_n V_n) @ Wo[n] + bo`` (B, T, output_shape or
+    masked positions set to -1e9 first and to 0 after (a fully masked query step attends to nothing); ``output = sum_n (A_n V_n) @ Wo[n] + bo`` (B, T, output_shape or
     the query's feature size).
 
     Call: ``layer(query (B, T, Dq), value (B, S, Dv), key=None, query_mask=None, value_mask=None,
@@ -187,8 +187,11 @@ class MultiHeadAttention(Layer):
             v = v + vd.bias.unsqueeze(1)
         scores = torch.matmul(q * (1.0 / math.sqrt(self.key_dim)), k.transpose(-1, -2))   # (B, N, T, S)
         if keep is not None:
-            scores = scores + (~keep).unsqueeze(1).to(scores.dtype) * _LARGE_NEGATIVE
+            keep = keep.unsqueeze(1)                                    # (B, 1, T, S)
+            scores = scores.masked_fill(~keep, _LARGE_NEGATIVE)
         weights = torch.softmax(scores, dim=-1)
+        if keep is not None:                # Keras' Softmax: fully masked rows give zeros, not uniform
+            weights = weights.masked_fill(~keep, 0.0)
         dropped = F.dropout(weights, self.dropout, True) if self.dropout > 0.0 and self._is_training(training) \
             else weights
         ctx = torch.matmul(dropped, v)                                  # (B, N, T, Hv)
