@@ -3,9 +3,9 @@ from ..cells import GRUCell, LSTMCell, SimpleRNNCell
 from .attention import AdditiveAttention, Attention
 from .base import Layer
 from .conv import Conv1D
-from .lambda_layer import Lambda
 from .core import (Activation, Dense, Dropout, Embedding, Flatten, Input, InputLayer, Masking, Permute,
                    RepeatVector, Reshape)
+from .lambda_layer import Lambda
 from .merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
                     concatenate, dot, maximum, minimum, multiply, subtract)
 from .multi_head_attention import MultiHeadAttention
@@ -15,6 +15,7 @@ from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1
 from .recurrent import GRU, LSTM, SimpleRNN
 from .rnn import RNN
 from .wrappers import Bidirectional, TimeDistributed
+from . import ops        # Keras 3's operation nodes (NotEqual, Any...) for functional files; not in __all__
 
 # Keras' aliases
 Convolution1D = Conv1D

@@ -75,9 +75,10 @@ class _Merge(Layer):
         return out
 
     def _aligned(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < self._min_inputs:
+            got = [tuple(x.shape) for x in inputs] if isinstance(inputs, (list, tuple)) else tuple(inputs.shape)
+            _check_list(self, got, self._min_inputs)
         inputs = list(inputs)
-        if not isinstance(inputs, list) or len(inputs) < self._min_inputs:
-            _check_list(self, [tuple(x.shape) for x in inputs], self._min_inputs)
         rank = max(x.dim() for x in inputs)
         return [x.reshape(x.shape[:1] + (1,) * (rank - x.dim()) + x.shape[1:]) if x.dim() < rank else x
                 for x in inputs]

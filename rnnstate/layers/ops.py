@@ -36,7 +36,8 @@ class _Op(Layer):
     def __init__(self, name=None, **kwargs):
         args = {k: kwargs.pop(k) for k in self._op_args if k in kwargs}
         kwargs.pop("trainable", None)
-        kwargs.pop("dtype", None) if "dtype" not in self._op_args else None
+        if "dtype" not in self._op_args:
+            kwargs.pop("dtype", None)
         super().__init__(name=name, **kwargs)
         for k in self._op_args:
             setattr(self, k, args.get(k, self._defaults.get(k)))
