@@ -82,6 +82,26 @@ class _ResultMixin:
         return self._direction("backward_")
 
     @property
+    def states(self):
+        """Per-cell named states of ``RNN([cell_1, cell_2], return_state=True)``: ``res.states[0].h``."""
+        cells = [f for f in self._fields if f.startswith("cell_")]
+        if not cells:
+            raise AttributeError("`states` lists per-cell states of stacked cells (RNN([cell, cell])); this "
+                                 "result's fields are " + ", ".join(self._fields) + ".")
+        return tuple(getattr(self, f) for f in cells)
+
+    def __getattr__(self, name):
+        """Only reached for a missing field: say which fields there are (``res.c`` on a GRU result)."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        hint = ""
+        if name in ("c", "c_seq") and "h" in self._fields:
+            hint = (" A GRU or SimpleRNN has one state, h (its output); only an LSTM has a cell state c.")
+        elif name in ("h", "c") and "h" not in self._fields:
+            hint = " Pass `return_state=True` to get the final states."
+        raise AttributeError(f"this result has no field `{name}`; its fields are {', '.join(self._fields)}.{hint}")
+
+    @property
     def state(self):
         if "h" not in self._fields:
             raise AttributeError("this result holds no final state; pass `return_state=True`.")

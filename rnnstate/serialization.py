@@ -8,16 +8,37 @@
 ``.keras`` file) and by Keras 2 (legacy ``.h5`` files). Only the class names of
 :func:`registry` are ever resolved; the ``module`` key of a spec is ignored, nothing is imported,
 no code is executed (a ``Lambda`` layer, a ``__lambda__`` activation or any class outside the
-registry is refused with a ``ValueError``). Keras-only options that have no effect on predictions
+registry is refused with a ``ValueError``; a ``Lambda`` only loads inside ``safe_mode_scope(False)``,
+which ``load_model(..., safe_mode=False)`` opens: the caller's explicit trust, as in Keras). Keras-only options that have no effect on predictions
 are dropped when at their defaults (``quantization_config=None``, ``sparse=False``, ...);
 L1 / L2 / L1L2 weight regularizers of LSTM, GRU, SimpleRNN and Dense are kept; other regularizers and
 constraints (training-only) are dropped with a warning.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
 
 from . import _checks
+
+_SAFE_MODE = contextvars.ContextVar("rnnstate_safe_mode", default=True)
+
+
+def in_safe_mode() -> bool:
+    """True unless inside ``safe_mode_scope(False)``: code stored in files (Lambda) is refused."""
+    return _SAFE_MODE.get() is not False
+
+
+@contextlib.contextmanager
+def safe_mode_scope(safe_mode=True):
+    """``with safe_mode_scope(False): ...`` lets ``Lambda`` layers in configs be rebuilt (their stored
+    Python code will run). Keras' ``safe_mode`` argument of ``load_model``."""
+    token = _SAFE_MODE.set(safe_mode is not False)
+    try:
+        yield
+    finally:
+        _SAFE_MODE.reset(token)
 
 # rnnstate class -> (Keras module, Keras class name, registered_name) for specs Keras can read.
 _KERAS_NAMES = {"Model": ("keras.src.models.functional", "Functional", "Functional"),
@@ -53,7 +74,13 @@ def registry() -> dict:
     names = [n for n in layers.__all__ if n != "Layer"]
     reg = {n: getattr(layers, n) for n in names if isinstance(getattr(layers, n), type)}
     reg.update({"Model": models.Model, "Functional": models.Model, "Sequential": models.Sequential})
+    reg.update(_ops())              # Keras 3's operation nodes (NotEqual, Any...) in functional graphs
     return reg
+
+
+def _ops():
+    from .layers import ops
+    return ops.OPS
 
 
 def keras_class_name(layer) -> str:
@@ -67,9 +94,14 @@ def serialize_layer(layer) -> dict:
     if registry().get(cls) is not type(layer):
         raise ValueError(f"{_checks.who(layer)}: class {cls!r} is not one of rnnstate's registered layers "
                          f"({', '.join(sorted(registry()))}); only those can be saved and loaded.")
-    module, kname, registered = _KERAS_NAMES.get(cls, ("keras.layers", cls, None))
+    module, kname, registered = _KERAS_NAMES.get(cls, (_keras_module(cls), cls, None))
     config = layer.get_config()
     return {"module": module, "class_name": kname, "config": _keras_nested(config), "registered_name": registered}
+
+
+def _keras_module(class_name):
+    op = _ops().get(class_name)
+    return op.keras_module if op is not None else "keras.layers"
 
 
 def _keras_nested(obj):
@@ -79,7 +111,7 @@ def _keras_nested(obj):
         cn = out.get("class_name")
         if isinstance(cn, str) and isinstance(out.get("config"), dict) and "module" not in out \
                 and cn in registry():
-            module, kname, registered = _KERAS_NAMES.get(cn, ("keras.layers", cn, None))
+            module, kname, registered = _KERAS_NAMES.get(cn, (_keras_module(cn), cn, None))
             out = {"module": module, "class_name": kname, "config": out["config"], "registered_name": registered,
                    **{k: v for k, v in out.items() if k not in ("class_name", "config")}}
         return out

@@ -96,9 +96,10 @@ def test_model_input_errors():
 
 
 def test_return_state_in_sequential_explains_functional_api():
-    with pytest.raises(ValueError, match=r"Sequential '.*': every layer in a Sequential model must return a single "
-                                         r"tensor; LSTM '.*' returns 3"):
-        rnnstate.Sequential([rnnstate.Input((3, 1)), L.LSTM(1, return_state=True)])
+    """Keras 3 accepts a state-returning last layer (tested in test_keras_semantics.py), not a middle one."""
+    with pytest.raises(ValueError, match=r"Sequential '.*': every layer but the last in a Sequential model must "
+                                         r"return a single tensor; LSTM '.*' returns 3 \(output, h, c; "):
+        rnnstate.Sequential([rnnstate.Input((3, 1)), L.LSTM(1, return_state=True), L.Dense(1)])
 
 
 def test_unknown_state_options():

@@ -63,9 +63,12 @@ def test_bidirectional_return_state_unpacking():
 def test_sequential_states_and_set_state(rng):
     """"Is it possible to access the internal states ... with the Sequential API? Set the hidden state
     through a function like set_state()?" -- states come from the layer (or the model) of a stateful
-    Sequential; return_state itself needs the functional API (a clear error says so)."""
+    Sequential; a state-returning last layer makes predict return [output, h, c] (Keras 3), a middle one
+    needs the functional API (a clear error says so)."""
+    out, h, c = rnnstate.Sequential([rnnstate.Input(shape=(3, 1)), L.LSTM(1, return_state=True)]).predict(DATA)
+    assert out.shape == h.shape == c.shape == (len(DATA), 1)
     with pytest.raises(ValueError, match="Use the functional API"):
-        rnnstate.Sequential([rnnstate.Input(shape=(3, 1)), L.LSTM(1, return_state=True)])
+        rnnstate.Sequential([rnnstate.Input(shape=(3, 1)), L.LSTM(1, return_state=True), L.Dense(1)])
     model = rnnstate.Sequential([rnnstate.Input(batch_shape=(1, 3, 1)), L.LSTM(2, stateful=True),
                                  L.Dense(1)])
     h0, c0 = (rng.standard_normal((1, 2)).astype("float32") for _ in range(2))

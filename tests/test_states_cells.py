@@ -147,9 +147,11 @@ def test_stacked_cells_match_keras(rng):
     assert isinstance(r.cell, StackedCells) and [v.shape for v in r.weights] == [tuple(v.shape) for v in k.weights]
     r.set_weights(w)
     res = r(x, initial_state=init)                                       # Keras' nested initial_state works
-    assert res._fields == ("output", "h_0", "c_0", "h_1")             # flat (Keras nests per cell)
-    np.testing.assert_allclose(_np(res.output), np.asarray(k_out), atol=ATOL)
-    for g, v in zip(res[1:], [*k_lstm, *k_gru]):
+    assert res._fields == ("output", "cell_0", "cell_1")               # nested per cell, as Keras
+    out, (h0, c0), h1 = res                                             # unpacks like Keras' list
+    assert res.states[0].h is h0 and res.cell_0.c is c0 and res.states[1] is h1
+    np.testing.assert_allclose(_np(out), np.asarray(k_out), atol=ATOL)
+    for g, v in zip([h0, c0, h1], [*k_lstm, *k_gru]):
         np.testing.assert_allclose(_np(g), np.asarray(v), atol=ATOL)
     flat = r(x, initial_state=[t for pair in init for t in pair])       # and the flat one
     np.testing.assert_allclose(_np(flat.output), _np(res.output), atol=0)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _checks, _layout, activations, initializers, regularizers
-from ..layers.base import Layer, WeightRef
+from ..layers.base import Layer, WeightRef, to_tensor
 
 _NOT_YET = ("activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
@@ -51,6 +51,7 @@ class Cell(Layer):
     def forward(self, inputs, states, training=None):
         """Keras' cell contract: ``(inputs, states) -> (output, [new_states])``."""
         states = states if isinstance(states, (list, tuple)) else [states]
+        states = [s if isinstance(s, torch.Tensor) else to_tensor(s, inputs.dtype, inputs.device) for s in states]
         y, new = self.step(inputs, self.state_type(*states))
         return y, list(new)
 
@@ -78,11 +79,13 @@ class GatedCell(Cell):
         kwargs.pop("implementation", None)   # Keras 2's kernel choice: rnnstate picks its own path
         super().__init__(**kwargs)
         self.units = _checks.positive_int(self, "units", units)
-        if isinstance(activation, (int, float)) and not isinstance(activation, bool):
+        if (isinstance(activation, (int, float)) and not isinstance(activation, bool)) or (
+                isinstance(activation, (tuple, list)) and all(isinstance(d, int) or d is None for d in activation)):
+            shape = tuple(activation) if isinstance(activation, (tuple, list)) else "(timesteps, features)"
             raise _checks.error(self, f"argument `activation` must be an activation name or callable; received "
                                       f"{activation!r}. The second positional argument is `activation`, not the "
-                                      f"input size: give the input shape as `input_shape=(timesteps, features)` "
-                                      f"or with `Input(shape=(timesteps, features))`.")
+                                      f"input size or shape: give the input shape as `input_shape={shape}` "
+                                      f"or with `Input(shape={shape})`.")
         self.activation = _get_activation(self, "activation", activation)
         self.recurrent_activation = _get_activation(self, "recurrent_activation", recurrent_activation)
         self.use_bias = bool(use_bias)

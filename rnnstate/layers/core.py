@@ -1,4 +1,4 @@
-"""Core layers: Input, Dense, Embedding, RepeatVector, Activation, Dropout, Flatten, Reshape."""
+"""Core layers: Input, Dense, Embedding, RepeatVector, Activation, Dropout, Flatten, Reshape, Permute."""
 from __future__ import annotations
 
 import math
@@ -283,3 +283,32 @@ class Reshape(Layer):
 
     def forward(self, x, training=None):
         return x.reshape((x.shape[0],) + self.target_shape)
+
+
+class Permute(Layer):
+    """Reorder the non-batch axes: ``dims`` is a permutation of 1..rank-1 (``Permute((2, 1))`` swaps
+    time and features: (B, T, F) -> (B, F, T)). The output carries no mask (Keras)."""
+
+    _config_args = ("dims",)
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise _checks.error(self, f"argument `dims` must be a permutation of 1..{len(dims)} (the batch axis "
+                                      f"0 is never moved); received {dims!r}.")
+        self.dims = dims
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise _checks.error(self, f"expects a {len(self.dims) + 1}-D input for dims={self.dims}; received shape "
+                                      f"{_checks.fmt_shape(input_shape)}.")
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def forward(self, x, training=None):
+        if x.dim() != len(self.dims) + 1:
+            self.compute_output_shape(tuple(x.shape))
+        return x.permute((0,) + self.dims)

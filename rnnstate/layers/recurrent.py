@@ -7,6 +7,7 @@ Cell arguments (units, activations, initializers, dropout...) are readable on th
 """
 from __future__ import annotations
 
+from .. import _checks
 from ..cells import GRUCell, LSTMCell, SimpleRNNCell
 from .rnn import RNN
 
@@ -30,9 +31,20 @@ def _split(cls_cell, args: dict, kwargs: dict, use_cudnn="auto", owner=""):
     kwargs.pop("time_major", None) if kwargs.get("time_major") is False else None
     if layer_kw.get("name"):
         owner = f"{owner} '{layer_kw['name']}'"
+    if "return_cell_sequence" in kwargs and cls_cell is not LSTMCell:
+        raise _checks.error(owner, f"argument `return_cell_sequence` needs a cell state c, which only an LSTM has; "
+                                   f"a {owner.split()[0]}'s only state is h, and its h sequence is its output "
+                                   f"sequence (`return_sequences=True`).", TypeError)
     cell = cls_cell(**args, **kwargs, dtype=layer_kw.get("dtype"), _owner=owner)
     cell._owner = None                       # built: from now on the cell speaks for itself
     return cell, rnn_kw, layer_kw
+
+
+def _note_use_cudnn(layer, use_cudnn, path):
+    """Errors and `last_path` name what the user wrote: ``use_cudnn=False``, not the ``path`` it implies."""
+    if path == "auto" and use_cudnn in (True, False):
+        object.__setattr__(layer, "_loop_asked_by" if use_cudnn is False else "_fused_asked_by",
+                           f"use_cudnn={use_cudnn}")
 
 
 class _CellLayer(RNN):
@@ -101,6 +113,7 @@ class LSTM(_CellLayer):
             args.pop(k, None)
         cell, rnn_kw, layer_kw = _split(LSTMCell, args, kwargs, use_cudnn, "LSTM")
         super().__init__(cell, **rnn_kw, **layer_kw)
+        _note_use_cudnn(self, use_cudnn, path)
 
 
 class GRU(_CellLayer):
@@ -135,6 +148,7 @@ class GRU(_CellLayer):
         args["return_cell_sequence"] = False
         cell, rnn_kw, layer_kw = _split(GRUCell, args, kwargs, use_cudnn, "GRU")
         super().__init__(cell, **rnn_kw, **layer_kw)
+        _note_use_cudnn(self, use_cudnn, path)
 
 
 class SimpleRNN(_CellLayer):

@@ -95,7 +95,9 @@ class RNN(Layer):
 
     def _result_fields(self):
         fields = ["output"]
-        if self.return_state:
+        if self.return_state and hasattr(self.cell, "nest_states"):     # stacked cells: one entry per cell
+            fields += [f"cell_{i}" for i in range(len(self.cell.cells))]
+        elif self.return_state:
             fields += list(_state_names(self.cell))
         if self.return_cell_sequence:
             fields.append("c_seq")
@@ -157,7 +159,7 @@ class RNN(Layer):
         out_size = self.cell.output_size
         values = [SymbolicTensor((B, T, out_size) if self.return_sequences else (B, out_size), dt)]
         if self.return_state:
-            values += [SymbolicTensor((B, n), dt) for n in self.state_size]
+            values += self._returned_states([SymbolicTensor((B, n), dt) for n in self.state_size])
         if self.return_cell_sequence:
             values.append(SymbolicTensor((B, T, self.units), dt))
         if self.return_gate_sequences:
@@ -217,7 +219,8 @@ class RNN(Layer):
                 cell, xs, state, want_states=want_c, want_gates=want_g, training=training)
         else:
             if self.path == "fused":
-                raise _checks.error(self, f"path='fused' was requested but the fused kernel can't run: {reason}.")
+                raise _checks.error(self, f"{getattr(self, '_fused_asked_by', None) or 'path=' + repr('fused')} was "
+                                          f"requested but the fused kernel can't run: {reason}.")
             res = reference.time_loop(cell, x, state, go_backwards=self.go_backwards, rec_mask=rec_mask,
                                       collect_states=want_c, collect_gates=want_g, mask=mask, training=training,
                                       zero_output_for_mask=self.zero_output_for_mask)
@@ -229,19 +232,32 @@ class RNN(Layer):
             return outputs if self.return_sequences else outputs[:, -1]
         values = [outputs if self.return_sequences else outputs[:, -1]]
         if self.return_state:
-            values += list(final)
+            values += self._returned_states(final)
         if want_c:
             values.append(seqs[list(_state_names(cell)).index("c")])
         if want_g:
             values += list(gates)
         return self._pack(values)
 
+    def _returned_states(self, states):
+        """Final states as returned: flat, or Keras' nested per-cell list for stacked cells
+        (``output, [h_1, c_1], [h_2, c_2]``, each a named state: ``res.states[0].h``)."""
+        nest = getattr(self._cell, "nest_states", None)
+        return nest(states) if nest is not None else list(states)
+
+    def __call__(self, inputs=None, *args, **kwargs):
+        """Keras 2's ``layer([x, h, c])`` means ``layer(x, initial_state=[h, c])``."""
+        if isinstance(inputs, list) and len(inputs) > 1 and not args and kwargs.get("initial_state") is None:
+            inputs, kwargs["initial_state"] = inputs[0], list(inputs[1:])
+        return super().__call__(inputs, *args, **kwargs)
+
     def _static_reason(self):
         """Why the configuration (not the call) can't run fused, or None. Computed once: the
         configuration of a built layer does not change."""
         r = self.__dict__.get("_static_reason_cache", False)
         if r is False:
-            r = "path='loop' was requested" if self.path == "loop" else fused.unsupported_reason(self.cell)
+            r = (f"{getattr(self, '_loop_asked_by', None) or 'path=' + repr('loop')} was requested"
+                 if self.path == "loop" else fused.unsupported_reason(self.cell))
             self.__dict__["_static_reason_cache"] = r
         return r
 

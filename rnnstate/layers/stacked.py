@@ -12,8 +12,10 @@ Cells may be rnnstate cells (``LSTMCell``...), cells following rnnstate's protoc
 (``step(x_t, state)``), or Keras-contract cells (``call(inputs, states) -> (output, new_states)``).
 
 State: one flat NamedTuple of every cell's states in order, fields suffixed by the cell index:
-``StackedState(h_0, c_0, h_1)`` for ``[LSTMCell, GRUCell]``. So ``RNN([...], return_state=True)``
-returns ``output, h_0, c_0, h_1`` (Keras 3 nests them per cell: ``output, [h_0, c_0], [h_1]``), and
+``StackedState(h_0, c_0, h_1)`` for ``[LSTMCell, GRUCell]`` (what stateful layers carry and streams
+pass). ``RNN([...], return_state=True)`` returns them nested per cell, as Keras 3:
+``output, (h_0, c_0), h_1`` (a cell with one state gives that tensor, one with several its named
+state: ``res.cell_0.c``, ``res.states[0].h``);
 ``initial_state`` takes either the flat list or Keras' nested one. Weights: each cell's, in order (as
 Keras' ``StackedRNNCells``). Cell dropout is not supported here (it is applied by the RNN layer around
 a single cell); use stacked ``LSTM`` layers for it.
@@ -96,6 +98,14 @@ class StackedCells(Cell):
             else:
                 parts.extend(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in _sizes(c))
         return self.state_type(*parts)
+
+    def nest_states(self, state):
+        """Flat states -> one entry per cell, as Keras nests the states of ``RNN([cell_1, cell_2],
+        return_state=True)``: a cell with one state gives that tensor, one with several its named state
+        (``LSTMState(h, c)``; a plain list for cells without a state type)."""
+        return [part[0] if len(part) == 1 else
+                (c.state_type(*part) if getattr(c, "state_type", None) is not None else list(part))
+                for c, part in zip(self.cells, self._split(state))]
 
     def _split(self, state):
         out, i = [], 0

@@ -7,7 +7,7 @@ from .. import _checks
 from .._state import result_type
 from ..states._unpack import checked_result_type
 from .._symbolic import SymbolicTensor
-from .base import Layer, shape_of
+from .base import Layer, shape_of, to_tensor
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -203,9 +203,23 @@ class TimeDistributed(Layer):
         inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
-    def forward(self, inputs, training=None):
+    _consumes_mask = True
+
+    def forward(self, inputs, training=None, mask=None):
+        """`mask` (B, T, ...) as in Keras: its first two axes must match the input's; the output keeps it
+        (per-step layers don't change which steps are padding), and a layer that takes masks gets its
+        per-step part."""
         B, T = inputs.shape[:2]
-        y = self.layer(inputs.reshape((B * T,) + tuple(inputs.shape[2:])), training=training)
+        kwargs = {}
+        if mask is not None:
+            mask = to_tensor(mask, torch.bool, inputs.device)
+            if mask.dim() < 2 or tuple(mask.shape[:2]) != (B, T):
+                raise _checks.error(self, f"argument `mask` must have shape (batch, timesteps, ...) matching the "
+                                          f"input's first two axes {_checks.fmt_shape((B, T))}; received shape "
+                                          f"{_checks.fmt_shape(tuple(mask.shape))}.")
+            if self.layer._consumes_mask and mask.dim() > 2:
+                kwargs["mask"] = mask.reshape((B * T,) + tuple(mask.shape[2:]))
+        y = self.layer(inputs.reshape((B * T,) + tuple(inputs.shape[2:])), training=training, **kwargs)
         return y.reshape((B, T) + tuple(y.shape[1:]))
 
     def get_config(self):

@@ -118,6 +118,16 @@ class Model(TrainingMixin, SavingMixin, Layer):
         return self._input_structure
 
     @property
+    def input_shape(self):
+        """Keras' ``model.input_shape``: the input's shape with None for the batch (a list for several)."""
+        return _shapes_of(self._input_structure)
+
+    @property
+    def output_shape(self):
+        """Keras' ``model.output_shape``: the output's shape (a list for several outputs)."""
+        return _shapes_of(self._output_structure)
+
+    @property
     def output(self):
         return self._output_structure
 
@@ -179,7 +189,12 @@ class Model(TrainingMixin, SavingMixin, Layer):
             first = node.args[0] if node.args else None
             in_mask = map_structure(mask_of, first) if first is not None else None
             masked = any(m is not None for m in flatten(in_mask)) if in_mask is not None else False
-            if masked and layer._consumes_mask and kwargs.get("mask") is None and not (
+            if getattr(layer, "_positional_masks", False):     # MultiHeadAttention(query, value, key)
+                every = [map_structure(mask_of, a) for a in node.args]
+                if any(m is not None for m in flatten(every)) and kwargs.get("mask") is None:
+                    kwargs["mask"] = every
+                    masked = True
+            elif masked and layer._consumes_mask and kwargs.get("mask") is None and not (
                     has_symbolic(node.kwargs) or has_symbolic(node.args[1:])):
                 kwargs["mask"] = in_mask
             out = node.layer(*args, training=training, **kwargs)
@@ -190,7 +205,9 @@ class Model(TrainingMixin, SavingMixin, Layer):
                 prev = kwargs.get("mask") if kwargs.get("mask") is not None else (in_mask if masked else None)
                 out_mask = layer.compute_mask(args[0] if args else None, prev)
                 if out_mask is not None:
-                    ms = [out_mask] if len(node.outputs) == 1 else list(out_mask)
+                    # one mask for several outputs (Attention with return_attention_scores): the first's
+                    ms = [out_mask] if len(node.outputs) == 1 or isinstance(out_mask, torch.Tensor) \
+                        else list(out_mask)
                     for t, m in zip(node.outputs, ms):
                         if m is not None:
                             masks[id(t)] = m
@@ -350,3 +367,11 @@ def _register_by_position(model, layers):
     loads the first one's ``state_dict``. (Written to ``_modules`` directly: ``layers`` is also the
     Keras property, which reads the same list.)"""
     model._modules["layers"] = nn.ModuleList(layers)
+
+
+def _shapes_of(structure):
+    if isinstance(structure, SymbolicTensor):
+        return tuple(structure.shape)
+    if isinstance(structure, dict):
+        return {k: _shapes_of(v) for k, v in structure.items()}
+    return [_shapes_of(v) for v in structure]

@@ -56,13 +56,16 @@ class Sequential(Model):
                 _register_by_position(self, self._stack)
             return
         x = self._input_tensor
-        for layer in self._stack:
+        for i, layer in enumerate(self._stack):
             y = layer(x)
-            if len(flatten(y)) != 1:
-                raise _checks.error(self, f"every layer in a Sequential model must return a single tensor; "
-                                          f"{_checks.who(layer)} returns {len(flatten(y))} "
-                                          f"(return_state=True?). Use the functional API "
-                                          f"(`Model(inputs, [output, h, c])`) to output states.")
+            n = len(flatten(y))
+            if n != 1 and i < len(self._stack) - 1:        # Keras 3: only the last layer may return several
+                first = "output, h, c" if "c" in getattr(y, "_fields", ()) else "output, h"
+                raise _checks.error(self, f"every layer but the last in a Sequential model must return a single "
+                                          f"tensor; {_checks.who(layer)} returns {n} ({', '.join(getattr(y, '_fields', ())) or n}"
+                                          f"; return_state=True?) and is followed by "
+                                          f"{_checks.who(self._stack[i + 1])}. Use the functional API to route "
+                                          f"states (`{first} = layer(x)`, then `Model(inputs, [...])`).")
             x = y
         self._init_graph(self._input_tensor, x)
         _register_by_position(self, self._stack)     # keys follow `model.layers` (no input layer)
@@ -109,6 +112,21 @@ class Sequential(Model):
     @property
     def layers(self):
         return list(self._stack)
+
+    @property
+    def input_shape(self):
+        self._require_built("input_shape")
+        return super().input_shape
+
+    @property
+    def output_shape(self):
+        self._require_built("output_shape")
+        return super().output_shape
+
+    def _require_built(self, what):
+        if not self._graph_ready:
+            raise _checks.error(self, f"has no `{what}` yet: give the input shape (an `Input(...)` first, or "
+                                      f"`input_shape=` on the first layer) or call it on data first.")
 
     def _sublayers(self):
         return list(self._stack)

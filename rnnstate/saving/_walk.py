@@ -98,6 +98,8 @@ def children(layer):
         return [("layer", layer.layer)]
     if isinstance(layer, RNN):
         return [("cell", layer.cell)] if isinstance(layer.cell, Layer) else []
+    if hasattr(layer, "_keras_children"):            # e.g. MultiHeadAttention's query_dense, key_dense...
+        return layer._keras_children() if layer.built else []
     cells = getattr(layer, "cells", None)
     if isinstance(cells, (list, tuple, nn.ModuleList)):
         return [("cells", list(cells))]

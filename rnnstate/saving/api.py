@@ -427,15 +427,15 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Load a model saved by rnnstate (``.safetensors``, ``.keras``), by Keras 3 (``.keras``, ``.h5``)
     or by Keras 2 (``.h5``). The format is recognised from the file's first bytes.
 
-    Never executes code: classes come only from rnnstate's registry (a ``Lambda`` or unknown class is
-    refused), and no pickle is read. Every size, shape and count in the file is checked before the
+    Never executes code: classes come only from rnnstate's registry (an unknown class is refused, and
+    a ``Lambda`` too unless ``safe_mode=False``), and no pickle is read. Every size, shape and count in the file is checked before the
     model is built and before any weight is assigned; a bad file raises ``ValueError``
     (``rnnstate.saving.FileFormatError``) naming the file and the problem. With `compile` (default)
     a native file saved from a compiled model comes back compiled, with its optimizer state, so
     `fit` resumes where it stopped (``rnnstate.saving.training_state``: when the optimizer is one of
-    rnnstate's and losses/metrics are given by name). `safe_mode` is accepted for Keras
-    compatibility only: loading is always safe, and ``safe_mode=False`` enables nothing (no Lambda, no
-    custom code). ``.keras`` and ``.h5`` files load uncompiled.
+    rnnstate's and losses/metrics are given by name). `safe_mode` (Keras'): a
+    file holding a ``Lambda`` layer (Python code) is refused unless ``safe_mode=False`` is passed, which
+    runs that code (trust the file first). ``.keras`` and ``.h5`` files load uncompiled.
     """
     _no_custom(custom_objects)
     if os.path.isdir(filepath):
@@ -444,14 +444,19 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     data = read_bytes(filepath)
     kind = sniff(data)
     try:
-        if kind == "zip":
-            return _load_keras(data, filepath)
-        if kind == "hdf5":
-            return _load_legacy(data, filepath)
-        if kind == "safetensors":
-            return _load_native(data, filepath, compile=compile)
+        with serialization.safe_mode_scope(safe_mode):      # Lambda layers load only with safe_mode=False
+            return _load_by_kind(data, kind, filepath, compile)
     except RecursionError as e:
         raise fail(filepath, "the file's structures are nested too deeply.", e) from None
+
+
+def _load_by_kind(data, kind, filepath, compile):
+    if kind == "zip":
+        return _load_keras(data, filepath)
+    if kind == "hdf5":
+        return _load_legacy(data, filepath)
+    if kind == "safetensors":
+        return _load_native(data, filepath, compile=compile)
     raise fail(filepath, f"unrecognised format (first bytes {data[:8]!r}): expected a '.keras' zip, a Keras "
                          f"HDF5 file or an rnnstate '.safetensors' file" +
                ("; the file is empty" if not data else "") + ".")

@@ -77,7 +77,7 @@ def write(model, states=None, checksum=False) -> bytes:
 
 def _dataset(group, name, value, checksum):
     dt = getattr(value, "dtype", None)                 # float64/float16 weights kept (as Keras does); else float32
-    a = np.ascontiguousarray(value, dtype=dt if dt in (np.float64, np.float16) else np.float32)
+    a = np.ascontiguousarray(value, dtype=dt if dt in (np.float64, np.float16) else np.float32).reshape(np.shape(value))
     if checksum and a.size and a.ndim:
         group.create_dataset(name, data=a, chunks=True, fletcher32=True)
     else:

@@ -69,7 +69,7 @@ def dumps(tensors: dict, metadata: dict) -> bytes:
     weight is stored exactly as float32 and the model's config says bfloat16); metadata: str -> str.
     Returns the file's bytes."""
     from safetensors.numpy import save
-    tensors = {k: np.ascontiguousarray(v, dtype=_stored_dtype(v)) for k, v in tensors.items()}
+    tensors = {k: np.ascontiguousarray(v, dtype=_stored_dtype(v)).reshape(np.shape(v)) for k, v in tensors.items()}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     metadata["sha256"] = _digest(metadata, tensors)
     return save(tensors, metadata=metadata)
