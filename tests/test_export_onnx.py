@@ -182,7 +182,7 @@ def test_stacked_layers_and_stacked_cells(tmp_path):
     y = L.LSTM(U, return_sequences=True)(inp)
     y = L.GRU(5, return_sequences=True, go_backwards=True)(y)
     y = L.Dropout(0.5)(y)
-    y, h0, c0, h1 = L.RNN([L.LSTMCell(3), L.GRUCell(U)], return_sequences=True, return_state=True, name="rnn")(y)
+    y, (h0, c0), h1 = L.RNN([L.LSTMCell(3), L.GRUCell(U)], return_sequences=True, return_state=True, name="rnn")(y)
     z = L.Bidirectional(L.RNN([L.GRUCell(2), L.SimpleRNNCell(3)]))(y)
     model = _init(rs.Model(inp, [y, h0, c0, h1, L.Dense(2, activation="tanh")(z)]))
     info, sess = _export(model, tmp_path)
