@@ -205,7 +205,8 @@ def _compiled():
 
 # ---- configs and HDF5 files: in a memory-capped child process -------------------------------------------
 def _child_run(func, tmp_path, *args):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               MALLOC_ARENA_MAX="2")            # few malloc arenas: the address-space cap measures data, not arenas
     code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({CHILD_CAP_BYTES}, {CHILD_CAP_BYTES}))\n"
             f"import tests.conftest, tests.test_fuzz_files as m\n"
             f"start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -187,7 +187,8 @@ def test_bad_store_files_are_refused_and_change_nothing(rng, tmp_path, case):
 
 def test_store_file_not_safetensors_is_refused(rng, tmp_path):
     store = _filled(rng)
-    for name, data in (("empty", b""), ("junk", b"\x08\0\0\0\0\0\0\0{}junk!!"), ("big", (1 << 60).to_bytes(8, "little"))):
+    for name, data in (("empty", b""), ("junk", b"\x08\0\0\0\0\0\0\0{}junk!!"),
+                       ("big", (1 << 60).to_bytes(8, "little"))):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(FileFormatError, match=name):
             store.load(tmp_path / name)

@@ -149,12 +149,12 @@ def _param_count(dry):
 
 
 def _check_budget(dry, path, nbytes):
-    """Refuse a config whose weights can't be in a file of `nbytes` bytes (float32: 4 bytes each),
-    before the real model (and its memory) exists."""
+    """Refuse a config whose weights can't be in a file of `nbytes` bytes (at least 2 bytes a parameter:
+    float16, the smallest dtype read), before the real model (and its memory, 4 bytes a parameter) exists."""
     n = _param_count(dry)
-    if 4 * n > nbytes:
-        raise fail(path, f"the model config declares {n:,} parameters ({4 * n:,} bytes as float32) but the "
-                         f"file is only {nbytes:,} bytes: the weights can't be in it (crafted or "
+    if 2 * n > nbytes:
+        raise fail(path, f"the model config declares {n:,} parameters (at least {2 * n:,} bytes of weights) but "
+                         f"the file is only {nbytes:,} bytes: the weights can't be in it (crafted or "
                          f"inconsistent file).")
 
 

@@ -322,7 +322,8 @@ def _read_store_file(path, layout, layers):
             typed = [_typed(k) for k in keys]
             if len(set(typed)) != len(typed):
                 dup = sorted({repr(k) for k, t in zip(keys, typed) if typed.count(t) > 1})[:5]
-                raise fail(path, f"metadata `keys`: expected distinct stream keys; received repeats ({', '.join(dup)}).")
+                raise fail(path, f"metadata `keys`: expected distinct stream keys; received repeats "
+                                 f"({', '.join(dup)}).")
             want = {f"{l[0]}/{field}": size for l in layout for field, size in zip(l[1], l[2])}
             if names != set(want):
                 raise fail(path, f"tensors: expected exactly {sorted(want)}; received {sorted(names)[:20]}.")
@@ -353,7 +354,8 @@ def _norm_key(k):
     if isinstance(k, tuple):
         return tuple(_norm_key(v) for v in k)
     raise _checks.store_keys("StateStore", f"stream keys must be str, int or tuples of those (bools too, as "
-                                           f"their own type; keys are saved as JSON); received {type(k).__name__} {k!r:.100}.")
+                                           f"their own type; keys are saved as JSON); received "
+                                           f"{type(k).__name__} {k!r:.100}.")
 
 
 def _typed(k):
