@@ -42,6 +42,19 @@ def _model():
     return m
 
 
+def _stateful_model(batch):
+    """A stateful LSTM whose batch is the per-process batch (its carried states are per row)."""
+    set_random_seed(0)
+    inp = rnnstate.Input((T, F), batch_size=batch)
+    m = rnnstate.Model(inp, L.Dense(C, activation="softmax")(L.LSTM(4, stateful=True)(inp)))
+    m.compile(optimizers.SGD(learning_rate=0.2), "categorical_crossentropy")
+    return m
+
+
+def _fit_stateful(m, x, y):
+    return m.fit(x[:16], y[:16], batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+
 def _evaluate(m, x, y):
     """evaluate on a copy compiled with a torchmetrics metric too (it syncs itself across ranks)."""
     import torchmetrics   # here: the spawned processes import this module, and it costs seconds
@@ -100,6 +113,11 @@ def _worker(rank, port, out):
         m3, loader = _model(), _loader(x, y)
         h3 = m3.fit(loader, epochs=2, verbose=0)
         loader_weights = {"loader." + k: v.detach().numpy() for k, v in m3.state_dict().items()}
+        m4 = _stateful_model(batch=4)   # 4 rows per process: rank r carries rows 4r..4r+3 of each global batch
+        _fit_stateful(m4, x, y)
+        loader_weights.update({"stateful." + k: v.detach().numpy() for k, v in m4.state_dict().items()})
+        loader_weights["stateful.h"], loader_weights["stateful.c"] = (
+            s.numpy() for s in m4.get_states(as_list=True))
         np.savez(os.path.join(out, f"rank{rank}.npz"), pred=pred, **weights, **loader_weights)
         with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
             json.dump({"history": h.history, "evaluate": ev, "printed": printed.getvalue(),
@@ -205,3 +223,18 @@ def test_a_dataloader_with_distributed_sampler_is_left_alone(two_ranks):
         for k, v in m.state_dict().items():
             np.testing.assert_allclose(info["arrays"]["loader." + k], v.detach().numpy(), rtol=0, atol=1e-6)
         np.testing.assert_allclose(info["loader_history"]["loss"], h.history["loss"], rtol=1e-6)
+
+
+def test_stateful_layers_carry_each_ranks_own_rows(two_ranks):
+    """One process with 8 rows per batch carries the same per-row states as 2 processes with 4 each:
+    weights after training and each rank's carried states (its rows) agree."""
+    _, ranks = two_ranks
+    x, y = _data()
+    m = _stateful_model(batch=8)
+    _fit_stateful(m, x, y)
+    h, c = (s.numpy() for s in m.get_states(as_list=True))
+    for r, info in enumerate(ranks):
+        for k, v in m.state_dict().items():
+            np.testing.assert_allclose(info["arrays"]["stateful." + k], v.detach().numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(info["arrays"]["stateful.h"], h[4 * r:4 * r + 4], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(info["arrays"]["stateful.c"], c[4 * r:4 * r + 4], rtol=0, atol=1e-6)

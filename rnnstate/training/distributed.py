@@ -30,7 +30,8 @@ together, with the same arguments):
   ranks together.
 * **predict** on arrays gathers every rank's rows and returns all outputs, in input order, on
   every rank; on an iterable it returns the rank's own outputs.
-* **Stateful layers** carry states per batch row: each rank keeps the states of its own rows.
+* **Stateful layers** carry states per batch row: each rank keeps the states of its own rows (its
+  chunk of each global batch); their declared batch is the per-rank batch.
 
 The communication device is the CPU for ``gloo`` and the current CUDA device for ``nccl``; the
 backend is the launcher's choice (``init_process_group()`` picks gloo for CPU, NCCL for CUDA).
