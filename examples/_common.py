@@ -15,9 +15,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine():
     """Where a number was measured: host, CPU, thread count, library versions."""
-    info = {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+    info = {"node": platform.node(), "processor": _cpu_name(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     try:
         import keras
@@ -25,6 +25,17 @@ def machine():
     except ImportError:
         pass
     return info
+
+
+def _cpu_name():
+    """The CPU model (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_results(name, results):

@@ -82,7 +82,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, help="CPU threads for torch and JAX (default: their own)")
     a = p.parse_args(argv)
     set_threads(a.threads)
-    chars_max, units, epochs = (20_000, 32, 2) if a.quick else (250_000, 128, 10)
+    chars_max, units, epochs = (20_000, 32, 2) if a.quick else (250_000, 128, 20)
     epochs = a.epochs or epochs
     streams, window, lr, seed = 32, 64, 3e-3, 0
 
@@ -125,7 +125,7 @@ def main(argv=None):
     stream_diff = float(np.max(np.abs(np.array(stepped) - whole)))
 
     # 3. Generate.
-    sample = generate(model, "def ", 300 if not a.quick else 60, index, chars, 0.5, np.random.default_rng(seed))
+    sample = generate(model, "def ", 300 if not a.quick else 60, index, chars, 0.8, np.random.default_rng(seed))
 
     res = {"rnnstate": {"train_loss": [float(v) for v in hist.history["loss"]], "val_nll": val_nll,
                         "val_perplexity": math.exp(val_nll), "fit_s": fit_s},
@@ -160,7 +160,7 @@ def main(argv=None):
               end="")
     print(f"; unigram baseline {res['unigram_val_perplexity']:.2f}")
     print(f"streamed one character at a time vs full-sequence predict: max difference {stream_diff:.1e}")
-    print("sample (temperature 0.5):\n" + sample)
+    print("sample (temperature 0.8):\n" + sample)
     if not a.quick:
         print("results:", write_results("charlm", res))
     return res
