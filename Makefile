@@ -1,4 +1,4 @@
-# Everything a fresh machine needs: `make demo` and `make test`. Nothing else.
+# Everything a fresh machine needs: `make demo`, `make test`, `make examples`.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 export KERAS_BACKEND := jax
 
-.PHONY: demo test fuzz bench bench-smoke install clean
+.PHONY: demo test fuzz examples bench bench-smoke install clean
 
 # The C++ kernel (rnnstate/_ext, optional) builds against the venv's torch: hence --no-build-isolation.
 EXT_SRC := setup.py $(wildcard rnnstate/_ext/*.cpp rnnstate/_ext/*.h)
@@ -34,6 +34,13 @@ test: $(VENV)/.test-installed
 # (profiles "ci" / "fuzz" in tests/conftest.py).
 fuzz: $(VENV)/.test-installed
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_*.py
+
+# The real-data examples, full versions (minutes on a CPU): each writes examples/results/<name>.json and
+# PNGs under out/. `EXAMPLE_ARGS=--threads 1` helps on a busy machine.
+examples: $(VENV)/.test-installed
+	$(PY) examples/sunspots.py --out out/sunspots $(EXAMPLE_ARGS)
+	$(PY) examples/ucr.py $(EXAMPLE_ARGS)
+	$(PY) examples/charlm.py $(EXAMPLE_ARGS)
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py
