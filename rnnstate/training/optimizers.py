@@ -172,8 +172,12 @@ class Optimizer:
             self._clip()
         if callable(self._learning_rate):
             set_learning_rate(opt, self._learning_rate(self.iterations))
+        self._before_step(opt)
         opt.step()
         self.iterations += 1
+
+    def _before_step(self, opt):
+        """Per-step hyperparameters that make torch's update equal Keras' (see Adam)."""
 
     def _clip(self):
         params = [p for p in self._params if p.grad is not None]
@@ -274,12 +278,21 @@ class Adam(Optimizer):
     """Keras ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False)``
     -> ``torch.optim.Adam`` (decoupled weight decay, like Keras, when ``weight_decay`` is set).
 
-    Keras adds epsilon to ``sqrt(v)`` before bias correction ("epsilon hat"), torch to the
-    bias-corrected ``sqrt(v_hat)``: the effective epsilon differs by ``sqrt(1 - beta_2**t)``."""
+    Keras adds epsilon to ``sqrt(v)`` before bias correction ("epsilon hat"): ``w -= lr * sqrt(1 -
+    beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)``; torch adds it to the bias-corrected
+    ``sqrt(v) / sqrt(1 - beta_2**t)``. The two are equal when torch's epsilon at step t is
+    ``epsilon / sqrt(1 - beta_2**t)``, which is set before every step: the update is Keras' exactly
+    (it matters when gradients are near epsilon, e.g. an LSTM's recurrent kernel at step 1)."""
 
     torch_class = torch.optim.Adam
     _decoupled = True
     _fused_ok = True
+
+    def _before_step(self, opt):
+        t = self.iterations + 1                                    # Keras' 1-based local step
+        eps = self.epsilon / (1.0 - self.beta_2 ** t) ** 0.5
+        for g in opt.param_groups:
+            g["eps"] = eps
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
