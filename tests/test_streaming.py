@@ -336,3 +336,21 @@ def test_fast_step_falls_back_where_it_cannot_run(rng):
     g = Streamer(layer, grad=True)
     g.step(torch.as_tensor(x[:, 0]))
     assert g.last_path != FAST
+
+
+def test_token_model_with_fixed_length_streams_one_id_at_a_time():
+    """A model built on Input(shape=(T,), dtype=int) streams ids one step at a time (the time axis of a
+    token input is its last axis; only the feature axis is fixed). Oracle: the full-sequence predict."""
+    import rnnstate as rs
+    inp = rs.Input(shape=(6,), batch_size=2, dtype="int32")
+    h = rs.layers.LSTM(8, return_sequences=True, stateful=True)(rs.layers.Embedding(10, 4)(inp))
+    model = rs.Model(inp, rs.layers.Dense(3)(h))
+    ids = np.random.default_rng(0).integers(0, 10, (2, 6))
+    full = model.predict(ids, peek=True, verbose=0)
+    stream, states, outs = model.stream(), None, []
+    for t in range(6):
+        y, states = stream.step(ids[:, t], states)
+        outs.append(np.asarray(y))
+    np.testing.assert_allclose(np.stack(outs, 1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="expects shape"):
+        model.predict(ids[:, :3], verbose=0)              # outside streaming the declared length still holds

@@ -11,6 +11,7 @@ from ..layers.base import Layer, shape_of, to_tensor
 from ..layers.core import InputLayer
 from ..saving._walk import number_repeats
 from ..saving.mixin import SavingMixin
+from ..states import _context
 from ..training import TrainingMixin
 from ..training.data import is_batch_iterable
 from ..training.progress import resolve_verbose
@@ -135,8 +136,10 @@ class Model(TrainingMixin, SavingMixin, Layer):
     def _run_graph(self, inputs, training=False, output_masks=None):
         """inputs: list of tensors (one per model input) -> flat list of output tensors. With
         `output_masks` (a list), it receives the outputs' masks (None where unmasked)."""
+        streaming = _context.ACTIVE      # model.stream() / StateStore: token ids (B, T) may come in any length
         for t, v in zip(self.inputs, inputs):
-            if v.dim() != len(t.shape) or (t.shape[-1] is not None and v.shape[-1] != t.shape[-1]):
+            last_fixed = t.shape[-1] is not None and not (streaming and v.dim() == 2 and not v.is_floating_point())
+            if v.dim() != len(t.shape) or (last_fixed and v.shape[-1] != t.shape[-1]):
                 raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
                                           f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
         values = {id(t): v for t, v in zip(self.inputs, inputs)}
