@@ -10,13 +10,17 @@ from .base import Layer
 class Concatenate(Layer):
     _config_args = ("axis",)
 
+    _list_input = True
+
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        self.axis = int(axis)
+        self.axis = _checks.integer(self, "axis", axis)
 
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape)
         rank = len(input_shape[0])
+        if not -rank <= self.axis < rank:
+            raise _checks.concat_axis(self, self.axis, rank, input_shape)
         ax = self.axis % rank
         dims = [s[ax] for s in input_shape]
         out = list(input_shape[0])
@@ -29,6 +33,7 @@ class Concatenate(Layer):
         return tuple(out)
 
     def forward(self, inputs, training=None):
+        self.compute_output_shape([tuple(x.shape) for x in _check_list(self, inputs)])
         return torch.cat(list(inputs), self.axis)
 
     def compute_mask(self, inputs, mask=None):
@@ -42,9 +47,24 @@ class Concatenate(Layer):
 
 
 class Add(Layer):
+    _list_input = True
+
     def compute_output_shape(self, input_shape):
+        """Keras: the shapes must broadcast (on each axis equal, 1 or None); the output has the
+        broadcast shape."""
         _check_list(self, input_shape)
-        return tuple(input_shape[0])
+        rank = max(len(s) for s in input_shape)
+        out = []
+        for i in range(rank):
+            dims = [s[len(s) - rank + i] for s in input_shape if len(s) - rank + i >= 0]
+            known = {d for d in dims if d is not None and d != 1}
+            if len(known) > 1:
+                raise _checks.merge_shapes(self, input_shape)
+            if known:
+                out.append(known.pop())
+            else:
+                out.append(None if any(d is None for d in dims) else 1)
+        return tuple(out)
 
     def compute_mask(self, inputs, mask=None):
         """Keras: None if any input is unmasked, else the OR of the masks."""
@@ -56,6 +76,7 @@ class Add(Layer):
         return out
 
     def forward(self, inputs, training=None):
+        self.compute_output_shape([tuple(x.shape) for x in _check_list(self, inputs)])
         out = inputs[0]
         for x in inputs[1:]:
             out = out + x
@@ -63,5 +84,7 @@ class Add(Layer):
 
 
 def _check_list(layer, shapes):
-    if not isinstance(shapes, list) or len(shapes) < 2:
-        raise _checks.error(layer, f"expects a list of at least 2 inputs; received {shapes!r}.")
+    if not isinstance(shapes, (list, tuple)) or len(shapes) < 2:
+        what = f"a {type(shapes).__name__}" if not isinstance(shapes, (list, tuple)) else f"{len(shapes)} input(s)"
+        raise _checks.error(layer, f"argument `inputs` must be a list of at least 2 tensors; received {what}.")
+    return shapes

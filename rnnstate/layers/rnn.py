@@ -14,7 +14,7 @@ from ..loop import fused, packed, reference
 from ..states import _context
 from ..states import access as _access
 from ..states._unpack import checked_result_type
-from .base import Layer, shape_of, to_tensor
+from .base import Layer, shape_of, to_mask, to_tensor
 
 PATHS = ("auto", "fused", "loop")
 
@@ -51,7 +51,7 @@ class RNN(Layer):
         if isinstance(cell, (list, tuple)):
             from .stacked import StackedCells
             cell = StackedCells(list(cell))
-        self.cell = cell
+        self.cell = _checks.rnn_cell(self, cell)
         object.__setattr__(self, "_cell", cell)     # plain reference for the hot path (no nn.Module lookup)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -188,7 +188,7 @@ class RNN(Layer):
             if cell.recurrent_dropout > 0.0:
                 rec_mask = cell.dropout_mask((B, cell.units), cell.recurrent_dropout, x.device, x.dtype)
         if mask is not None:
-            mask = to_tensor(mask, torch.bool, x.device)
+            mask = to_mask(self, mask, x.device)
             if tuple(mask.shape) != tuple(x.shape[:2]):
                 _checks.mask_shape(self, tuple(x.shape[:2]), tuple(mask.shape))
             if bool(mask.all()):        # nothing masked: the same as no mask, and the fused kernels can run

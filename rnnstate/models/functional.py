@@ -259,6 +259,7 @@ class Model(TrainingMixin, SavingMixin, Layer):
 
         Stateful layers: predict advances their states, as in Keras (so predicting one step at a time
         continues a sequence); ``peek=True`` leaves them as they were (a look ahead)."""
+        _checks.fit_arguments(self, "predict", batch_size, steps=steps)
         if peek:
             from ..states import access
             if not access.recurrent_layers(self, stateful_only=True):

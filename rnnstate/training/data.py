@@ -43,11 +43,18 @@ def to_tensor(value, dtype=None, what="data"):
     (or None)."""
     if isinstance(value, torch.Tensor):
         t = value
+        if t.is_complex():
+            raise TypeError(f"{what}: expected real numbers (float, int or bool); received a complex tensor of "
+                            f"shape {tuple(t.shape)} (the imaginary part would be lost).")
     else:
-        arr = np.asarray(value)
-        if arr.dtype == object or arr.dtype.kind in "USV":
-            raise TypeError(f"{what}: cannot convert an array of dtype {arr.dtype} to a tensor; expected numbers "
-                            "(did you pass a ragged list or strings?).")
+        try:
+            arr = np.asarray(value)
+        except ValueError as e:       # numpy >= 1.24: ragged nested lists
+            raise TypeError(f"{what}: cannot convert to an array ({e}); expected a rectangular array of numbers "
+                            f"(did you pass a ragged list?).") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{what}: cannot convert an array of dtype {arr.dtype} to a tensor; expected real numbers "
+                            "(float, int or bool; did you pass a ragged list, strings or complex numbers?).")
         if arr.dtype.kind == "f" and arr.dtype != np.float32 and (dtype is None or not dtype.is_floating_point):
             arr = arr.astype(np.float32)
         elif arr.dtype.kind == "b":

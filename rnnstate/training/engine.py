@@ -17,6 +17,7 @@ import warnings
 
 import torch
 
+from .. import _checks
 from . import feed
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -48,6 +49,7 @@ class TrainingMixin:
         outputs: applied to each output that has a loss), a list with one entry per output, or a
         dict by output name.  ``run_eagerly``, ``jit_compile``, ``steps_per_execution`` and
         ``auto_scale_loss`` are accepted for compatibility; execution is always eager torch."""
+        _checks.loss_weights(self, loss_weights)
         spec = CompiledSpec(self, loss, loss_weights, metrics, weighted_metrics)   # validates first
         opt = optimizers_mod.get(optimizer)
         params = list(self.parameters())
@@ -187,6 +189,9 @@ class TrainingMixin:
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs; returns the ``History`` (also ``model.history``)."""
+        _checks.fit_arguments(self, "fit", batch_size, epochs, initial_epoch, steps_per_epoch, validation_split,
+                              validation_freq, class_weight, shuffle, validation_steps, validation_batch_size,
+                              steps_arg="steps_per_epoch")
         spec = self._spec("fit")
         verbose = resolve_verbose(verbose)
         if is_batch_iterable(x):
@@ -275,6 +280,7 @@ class TrainingMixin:
                  callbacks=None, return_dict=False):
         """Loss and metrics on the data: a dict if ``return_dict``, else a float when there is
         only the loss, else a list in ``metrics_names`` order."""
+        _checks.fit_arguments(self, "evaluate", batch_size, steps=steps)
         spec = self._spec("evaluate")
         verbose = resolve_verbose(verbose)
         data = feed.batches(spec, x, y, sample_weight, batch_size, steps, what="evaluate")
@@ -288,6 +294,7 @@ class TrainingMixin:
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs as numpy (a list of arrays for several outputs), computed batch by batch
         in ``eval()`` mode under ``torch.inference_mode()``."""
+        _checks.fit_arguments(self, "predict", batch_size, steps=steps)
         verbose = resolve_verbose(verbose)
         names, dtypes = list(self.input_names), [getattr(t, "dtype", None) for t in self.inputs]
         if is_batch_iterable(x):
@@ -326,6 +333,7 @@ class TrainingMixin:
     # ---- single batches ------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One training step on exactly this batch; returns its loss and metrics."""
+        _checks.fit_arguments(self, "fit", class_weight=class_weight)
         spec = self._spec("train_on_batch")
         batch = feed.single_batch(spec, _mover(self._device()), x, y, sample_weight, class_weight)
         self.reset_metrics()
