@@ -7,6 +7,7 @@ Cell arguments (units, activations, initializers, dropout...) are readable on th
 """
 from __future__ import annotations
 
+from .. import _checks
 from ..cells import GRUCell, LSTMCell, SimpleRNNCell
 from .rnn import RNN
 
@@ -42,6 +43,13 @@ class _CellLayer(RNN):
         if item in self._cell_args:
             return getattr(self._modules["cell"], item)
         return super().__getattr__(item)
+
+    def build(self, input_shape):
+        self.cell._owner = _checks.who(self)     # the cell's build errors speak as the layer the user made
+        try:
+            super().build(input_shape)
+        finally:
+            self.cell._owner = None
 
     def get_config(self):
         cfg = {k: v for k, v in super().get_config().items() if k != "cell"}
