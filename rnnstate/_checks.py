@@ -227,6 +227,9 @@ def integer(owner, arg: str, value, minimum=None, allow_none=False):
     return int(value)
 
 
+FLOAT32_MAX = 3.4028234663852886e38      # larger magnitudes are inf in float32 weights and optimizer states
+
+
 def number(owner, arg: str, value, low=None, high=None, low_open=False, high_open=False, allow_none=False,
            alternatives=""):
     """A finite real number (not a bool) in the given range; never clamped. `alternatives`: other
@@ -248,8 +251,11 @@ def number(owner, arg: str, value, low=None, high=None, low_open=False, high_ope
     ok_type = not isinstance(value, bool) and isinstance(value, numbers.Real)
     if not ok_type:
         raise error(owner, f"argument `{arg}` must be {want}; received {_short(value)}.", TypeError)
-    v = float(value)
-    ok = v == v and abs(v) != float("inf") and \
+    try:
+        v = float(value)
+    except (OverflowError, ValueError, TypeError):
+        v = float("nan")
+    ok = v == v and abs(v) <= FLOAT32_MAX and \
         (low is None or (v > low if low_open else v >= low)) and \
         (high is None or (v < high if high_open else v <= high))
     if not ok:
@@ -329,17 +335,24 @@ def not_a_cell(owner, cell):
 
 
 # ---- memory bound: refuse absurd weights before allocating ---------------------------------------------------
+# The most bytes one layer's weights may take; None: the machine's physical memory. A program (or a test)
+# may lower it, e.g. ``rnnstate._checks.WEIGHT_MEMORY_LIMIT = 1 << 30``.
+WEIGHT_MEMORY_LIMIT = None
+
+
 def weights_fit(owner, arg: str, value, what: str, n_elements: int, bytes_per=4, available=None):
     """Refuse a weight of `n_elements` that could never be allocated: more bytes than the machine's
-    physical memory. Checked before allocating (at construction when the sizes are known, else at
-    build), so the process never dies in the allocator. `arg`/`value`: the argument that set the size."""
+    physical memory (or ``WEIGHT_MEMORY_LIMIT``). Checked before allocating (at construction when the
+    sizes are known, else at build), so the process never dies in the allocator. `arg`/`value`: the
+    argument that set the size."""
     if available is None:
-        available = physical_memory()
+        available = WEIGHT_MEMORY_LIMIT if WEIGHT_MEMORY_LIMIT is not None else physical_memory()
     need = int(n_elements) * bytes_per
     if available is not None and need > available:
+        limit = "this machine's memory" if WEIGHT_MEMORY_LIMIT is None else "rnnstate._checks.WEIGHT_MEMORY_LIMIT"
         raise error(owner, f"argument `{arg}`={value!r}: {what} would need {int(n_elements):,} float32 parameters "
-                           f"({_bytes(need)}), more than this machine's memory ({_bytes(available)}); expected a "
-                           f"size whose weights fit in memory.")
+                           f"({_bytes(need)}), more than {limit} ({_bytes(available)}); expected a size whose "
+                           f"weights fit in memory.")
 
 
 def physical_memory():
@@ -483,3 +496,15 @@ def loss_weights(model, value):
         raise method_arg(model, "compile", "loss_weights", want + " (finite numbers)", value,
                          TypeError if any(not isinstance(v, numbers.Number) and v is not None for v in entries)
                          else ValueError)
+
+
+# ---- user callables given as initializers / activations -----------------------------------------------------
+def callable_failed(owner, arg, what, e):
+    """A callable given as `arg` (an initializer, an activation) raised when rnnstate called it."""
+    kind = TypeError if isinstance(e, TypeError) else ValueError
+    return error(owner, f"argument `{arg}` failed when {what}: {type(e).__name__}: {str(e)[:300]}", kind)
+
+
+def callable_result(owner, arg, what, expected_shape, received):
+    return error(owner, f"argument `{arg}` must give {what} of shape {fmt_shape(expected_shape)}; received "
+                        f"{received}.")

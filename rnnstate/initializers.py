@@ -216,7 +216,13 @@ class Constant(Initializer):
         dtype = _standardize_dtype(dtype)
         shape = _standardize_shape(shape)
         value = torch.as_tensor(self.value, dtype=dtype)
-        return (value * torch.ones(shape, dtype=dtype)).contiguous()
+        try:
+            torch.broadcast_shapes(tuple(value.shape), shape)
+        except RuntimeError:
+            raise _checks.error(self, f"argument `value` of shape {_checks.fmt_shape(tuple(value.shape))} must "
+                                      f"broadcast to the weight's shape {_checks.fmt_shape(shape)}; it does "
+                                      f"not.") from None
+        return (value * torch.ones(shape, dtype=dtype)).expand(shape).contiguous()
 
     def get_config(self):
         return {"value": self.value}
@@ -226,7 +232,7 @@ class Identity(Initializer):
     """Scaled (possibly rectangular) identity matrix: ``w = gain * eye(rows, cols)``; 2-D only."""
 
     def __init__(self, gain=1.0):
-        self.gain = _checks.number(self, "gain", gain)
+        self.gain = _checks.number(self, "gain", gain, low=-_BIG, high=_BIG)
 
     def __call__(self, shape, dtype=None):
         shape = _standardize_shape(shape)
@@ -244,6 +250,10 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
+# Initializer hyperparameters are bounded so the weights they give stay finite in float32 (|w| <= 3.4e38).
+_BIG = 1e30
+
+
 def _finite_values(owner, arg, value):
     """A constant's value: finite numbers (a scalar or a nested list), never NaN/inf weights."""
     try:
@@ -251,9 +261,9 @@ def _finite_values(owner, arg, value):
     except (TypeError, ValueError):
         raise _checks.error(owner, f"argument `{arg}` must be a finite number or an array of them; received "
                                    f"{value!r:.100}.", TypeError) from None
-    if not np.isfinite(a).all():
-        raise _checks.error(owner, f"argument `{arg}` must be a finite number or an array of them (NaN/inf would "
-                                   f"give NaN/inf weights); received {value!r:.100}.")
+    if not (np.isfinite(a).all() and (np.abs(a) <= _BIG).all()):
+        raise _checks.error(owner, f"argument `{arg}` must be a finite number in [-1e+30, 1e+30] or an array of "
+                                   f"them (NaN/inf would give NaN/inf weights); received {value!r:.100}.")
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +334,8 @@ class RandomNormal(RandomInitializer):
     """Normal samples: ``w ~ N(mean, stddev^2)``."""
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean = _checks.number(self, "mean", mean)
-        self.stddev = _checks.number(self, "stddev", stddev, low=0.0)
+        self.mean = _checks.number(self, "mean", mean, low=-_BIG, high=_BIG)
+        self.stddev = _checks.number(self, "stddev", stddev, low=0.0, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -345,8 +355,8 @@ class RandomUniform(RandomInitializer):
     """Uniform samples: ``w ~ U[minval, maxval)``."""
 
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
-        self.minval = _checks.number(self, "minval", minval)
-        self.maxval = _checks.number(self, "maxval", maxval)
+        self.minval = _checks.number(self, "minval", minval, low=-_BIG, high=_BIG)
+        self.maxval = _checks.number(self, "maxval", maxval, low=-_BIG, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -366,8 +376,8 @@ class TruncatedNormal(RandomInitializer):
     """Truncated normal: ``w ~ N(mean, stddev^2)`` restricted to ``|w - mean| <= 2 stddev``."""
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean = _checks.number(self, "mean", mean)
-        self.stddev = _checks.number(self, "stddev", stddev, low=0.0)
+        self.mean = _checks.number(self, "mean", mean, low=-_BIG, high=_BIG)
+        self.stddev = _checks.number(self, "stddev", stddev, low=0.0, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -403,7 +413,7 @@ class VarianceScaling(RandomInitializer):
         input_axes=None,
         output_axes=None,
     ):
-        scale = _checks.number(self, "scale", scale, low=0.0, low_open=True)
+        scale = _checks.number(self, "scale", scale, low=0.0, high=_BIG, low_open=True)
         if mode not in self._MODES:
             raise ValueError(
                 f"Invalid `mode` argument: {mode!r}. Expected one of {self._MODES}"
@@ -526,7 +536,7 @@ class Orthogonal(RandomInitializer):
     """
 
     def __init__(self, gain=1.0, seed=None):
-        self.gain = _checks.number(self, "gain", gain)
+        self.gain = _checks.number(self, "gain", gain, low=-_BIG, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):

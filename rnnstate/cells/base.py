@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _checks, _layout, activations, initializers, regularizers
-from ..layers.base import Layer, WeightRef
+from ..layers.base import Layer, WeightRef, init_weight, probe_activation
 
 _NOT_YET = ("activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
@@ -134,12 +134,16 @@ class GatedCell(Cell):
         _checks.weights_fit(self, "units", self.units, f"with {self.input_dim} input features, the kernel "
                             f"({self.input_dim}, {G}) and recurrent kernel ({self.units}, {G})",
                             (self.input_dim + self.units) * G)
-        kernel = _as_float(self.kernel_initializer((self.input_dim, G)))                 # (F, G)
-        rec = _as_float(self.recurrent_initializer((self.units, G)))                     # (U, G)
+        probe_activation(self, "activation", self.activation, self.units)
+        probe_activation(self, "recurrent_activation", self.recurrent_activation, self.units)
+        kernel = init_weight(self, "kernel_initializer", lambda: self.kernel_initializer((self.input_dim, G)),
+                             (self.input_dim, G))                                        # (F, G)
+        rec = init_weight(self, "recurrent_initializer", lambda: self.recurrent_initializer((self.units, G)),
+                          (self.units, G))                                               # (U, G)
         self.weight_ih = nn.Parameter(_layout.kernel_to_torch(kernel, self.kind))        # (G, F)
         self.weight_hh = nn.Parameter(_layout.kernel_to_torch(rec, self.kind))           # (G, U)
         if self.use_bias:
-            b = _as_float(self._init_keras_bias())
+            b = init_weight(self, "bias_initializer", self._init_keras_bias, self._keras_bias_shape())
             if b.dim() == 2:    # GRU reset_after: (2, G)
                 self.bias_ih = nn.Parameter(_layout.bias_to_torch(b[0], self.kind))
                 self.bias_hh = nn.Parameter(_layout.bias_to_torch(b[1], self.kind))
@@ -215,7 +219,3 @@ def _act_name(fn):
         return activations.serialize(fn)
     except ValueError:
         return None
-
-
-def _as_float(t):
-    return t.detach().to(torch.float32) if isinstance(t, torch.Tensor) else torch.as_tensor(t, dtype=torch.float32)

@@ -51,6 +51,8 @@ def to_tensor(x, dtype=torch.float32, device=None, owner=None, arg="inputs"):
                 raise _checks.error(owner or "rnnstate", f"argument `{arg}` holds integers above "
                                                          f"{np.iinfo(np.int64).max}; received up to {int(a.max())}.")
             a = a.astype(np.int64)
+        elif a.dtype.kind == "u" and a.dtype.itemsize > 1:         # torch has no full uint16/32/64 support
+            a = a.astype(np.float64)
         t = torch.from_numpy(np.ascontiguousarray(a))
     if dtype is not None and t.dtype != dtype and (t.is_floating_point() or t.dtype == torch.bool or dtype.is_floating_point):
         t = t.to(dtype)
@@ -89,6 +91,40 @@ def _numbers_only(x) -> bool:
     if isinstance(x, (list, tuple)):
         return len(x) > 0 and not hasattr(x, "_fields") and all(_numbers_only(v) for v in x)
     return isinstance(x, (int, float, complex, bool, np.number, np.bool_))
+
+
+def init_weight(owner, arg, make, shape):
+    """``make()`` (an initializer called for `shape`, Keras layout) as a float32 tensor, checked: a callable
+    that raises, returns another shape or non-finite values is reported naming `owner` and `arg`."""
+    shape = tuple(int(d) for d in shape)
+    try:
+        w = make()
+        w = w.detach() if isinstance(w, torch.Tensor) else torch.as_tensor(np.asarray(w, dtype=np.float32))
+        w = w.to(torch.float32)
+    except Exception as e:                      # noqa: BLE001 -- a user callable: anything can happen
+        raise _checks.callable_failed(owner, arg, f"initializing a weight of shape {_checks.fmt_shape(shape)}", e) \
+            from e
+    if tuple(w.shape) != shape:
+        raise _checks.callable_result(owner, arg, "initial values", shape, f"shape {_checks.fmt_shape(tuple(w.shape))}")
+    if w.numel() and not bool(torch.isfinite(w).all()):
+        raise _checks.callable_result(owner, arg, "finite initial values", shape, "NaN or inf values")
+    return w
+
+
+def probe_activation(owner, arg, fn, units):
+    """A user callable given as an activation must map (B, units) to (B, units); checked once at build on
+    zeros (the registered activations are known to)."""
+    from .. import activations
+    if getattr(fn, "__module__", None) == activations.__name__:
+        return
+    try:
+        with torch.no_grad():
+            y = fn(torch.zeros(2, units))
+    except Exception as e:                      # noqa: BLE001 -- a user callable
+        raise _checks.callable_failed(owner, arg, f"applied to a (batch, {units}) tensor", e) from e
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2, units):
+        got = f"shape {_checks.fmt_shape(tuple(y.shape))}" if isinstance(y, torch.Tensor) else f"a {type(y).__name__}"
+        raise _checks.callable_result(owner, arg, "outputs (an element-wise function)", (2, units), got)
 
 
 def shape_of(x):
@@ -206,20 +242,21 @@ class Layer(nn.Module):
 
     _list_input = False      # True where the call takes a list of tensors (Concatenate, Add)
 
-    def _convert_input(self, x):
+    def _convert_input(self, x, single=False):
         if isinstance(x, torch.Tensor):
             if x.is_complex():
                 raise _checks.input_kind(self, "inputs", "c", tuple(x.shape))
-            if self._input_dtype is None and x.dtype == torch.bool:
-                return x.long()
+            if self._input_dtype is None and not x.is_floating_point() and x.dtype not in (torch.int64, torch.int32):
+                return x.long()             # ids (Embedding): bool, int8, uint8... as int64
             if self._input_dtype is not None and x.dtype != self._input_dtype and self._input_dtype.is_floating_point \
                     and not x.is_floating_point():
                 return x.to(self._input_dtype)
             return x
         if isinstance(x, (list, tuple)) and not isinstance(x, np.ndarray):
-            if not self._list_input and _numbers_only(x):     # a nested list of numbers: one array
+            if (single or not self._list_input) and _numbers_only(x):     # a nested list of numbers: one array
                 return to_tensor(x, self._input_dtype, self._device(), owner=self)
-            return type(x)(self._convert_input(v) for v in x) if not hasattr(x, "_fields") else x
+            return type(x)(self._convert_input(v, single=self._list_input) for v in x) \
+                if not hasattr(x, "_fields") else x
         return to_tensor(x, self._input_dtype, self._device(), owner=self)
 
     def _device(self):

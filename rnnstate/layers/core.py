@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from .. import _checks, activations, initializers, regularizers
 from .._symbolic import Node, SymbolicTensor
-from .base import Layer, WeightRef
+from .base import Layer, WeightRef, init_weight, probe_activation
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float32, "float16": torch.float16, "int32": torch.int64,
            "int64": torch.int64, "bool": torch.bool, "bfloat16": torch.bfloat16}
@@ -107,10 +107,11 @@ class Dense(Layer):
         self.input_dim = int(input_shape[-1])
         _checks.weights_fit(self, "units", self.units, f"with {self.input_dim} input features, the kernel "
                             f"({self.input_dim}, {self.units})", (self.input_dim + 1) * self.units)
-        self.kernel = nn.Parameter(torch.as_tensor(self.kernel_initializer((self.input_dim, self.units)),
-                                                   dtype=torch.float32))       # (F, U), Keras layout
-        self.bias = nn.Parameter(torch.as_tensor(self.bias_initializer((self.units,)), dtype=torch.float32)) \
-            if self.use_bias else None
+        probe_activation(self, "activation", self.activation, self.units)
+        self.kernel = nn.Parameter(init_weight(self, "kernel_initializer", lambda: self.kernel_initializer(
+            (self.input_dim, self.units)), (self.input_dim, self.units)))          # (F, U), Keras layout
+        self.bias = nn.Parameter(init_weight(self, "bias_initializer", lambda: self.bias_initializer((self.units,)),
+                                             (self.units,))) if self.use_bias else None
 
     def _keras_weights(self):
         if not self.built:
@@ -147,8 +148,8 @@ class Embedding(Layer):
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
                  embeddings_constraint=None, mask_zero=False, input_length=None, **kwargs):
-        if input_length is not None and "input_shape" not in kwargs:
-            kwargs["input_shape"] = (input_length,)        # Keras 2's spelling of the input shape
+        if input_length is not None and "input_shape" not in kwargs:     # Keras 2's spelling of the input shape
+            kwargs["input_shape"] = (_checks.integer("Embedding", "input_length", input_length, minimum=1),)
         super().__init__(**kwargs)
         self.input_dim = _checks.positive_int(self, "input_dim", input_dim)
         self.output_dim = _checks.positive_int(self, "output_dim", output_dim)
@@ -174,8 +175,8 @@ class Embedding(Layer):
         return (inputs != 0) if self.mask_zero else None
 
     def build(self, input_shape):
-        self.embeddings = nn.Parameter(torch.as_tensor(
-            self.embeddings_initializer((self.input_dim, self.output_dim)), dtype=torch.float32))
+        self.embeddings = nn.Parameter(init_weight(self, "embeddings_initializer", lambda: self.embeddings_initializer(
+            (self.input_dim, self.output_dim)), (self.input_dim, self.output_dim)))
 
     def _keras_weights(self):
         if not self.built:
@@ -226,6 +227,8 @@ class RepeatVector(Layer):
     def __init__(self, n, **kwargs):
         super().__init__(**kwargs)
         self.n = _checks.positive_int(self, "n", n)
+        if self.n >= 1 << 62:
+            raise _checks.error(self, f"argument `n` must be a positive integer below 2**62; received {n!r}.")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -247,7 +250,13 @@ class Activation(Layer):
         self.activation = _checks.resolved(self, "activation", activations.get, activation)
 
     def forward(self, x, training=None):
-        return self.activation(x)
+        try:
+            return self.activation(x)
+        except Exception as e:                  # noqa: BLE001 -- a user callable: name it
+            if getattr(self.activation, "__module__", None) == activations.__name__:
+                raise
+            raise _checks.callable_failed(self, "activation", f"applied to a tensor of shape "
+                                                              f"{_checks.fmt_shape(tuple(x.shape))}", e) from e
 
 
 class Dropout(Layer):
@@ -258,15 +267,20 @@ class Dropout(Layer):
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _checks.fraction(self, "rate", rate)
-        self.noise_shape = tuple(noise_shape) if noise_shape is not None else None
-        self.seed = seed
+        self.noise_shape = None if noise_shape is None else _checks.shape(self, "noise_shape", noise_shape)
+        self.seed = _checks.seed(self, seed)
 
     def forward(self, x, training=None):
         if not self._is_training(training) or self.rate == 0.0:
             return x
         if self.noise_shape is None:
             return F.dropout(x, self.rate, True)
-        shape = [x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)]
+        ns = self.noise_shape
+        if len(ns) != x.dim() or any(d is not None and d != 1 and d != n for d, n in zip(ns, x.shape)):
+            raise _checks.error(self, f"argument `noise_shape` {_checks.fmt_shape(ns)} must broadcast to the input "
+                                      f"(same rank; on each axis the input's size, 1 or None); received an input of "
+                                      f"shape {_checks.fmt_shape(tuple(x.shape))}.")
+        shape = [x.shape[i] if d is None else d for i, d in enumerate(ns)]
         keep = 1.0 - self.rate
         return x * ((torch.rand(shape, device=x.device) < keep).to(x.dtype) / keep)
 

@@ -22,6 +22,9 @@ class Concatenate(Layer):
         if not -rank <= self.axis < rank:
             raise _checks.concat_axis(self, self.axis, rank, input_shape)
         ax = self.axis % rank
+        if any(len(s) != rank for s in input_shape):
+            raise _checks.error(self, f"inputs must have the same rank; received shapes "
+                                      f"{[_checks.fmt_shape(x) for x in input_shape]}.")
         dims = [s[ax] for s in input_shape]
         out = list(input_shape[0])
         out[ax] = None if any(d is None for d in dims) else sum(dims)

@@ -50,7 +50,7 @@ class RNN(Layer):
         super().__init__(**kwargs)
         if isinstance(cell, (list, tuple)):
             from .stacked import StackedCells
-            cell = StackedCells(list(cell))
+            cell = StackedCells(list(cell), _owner=_checks.who(self))
         self.cell = _checks.rnn_cell(self, cell)
         object.__setattr__(self, "_cell", cell)     # plain reference for the hot path (no nn.Module lookup)
         self.return_sequences = bool(return_sequences)

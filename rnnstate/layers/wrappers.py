@@ -7,7 +7,7 @@ from .. import _checks
 from .._state import result_type
 from ..states._unpack import checked_result_type
 from .._symbolic import SymbolicTensor
-from .base import Layer, shape_of
+from .base import Layer, shape_of, to_mask
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -68,6 +68,7 @@ class Bidirectional(Layer):
         return [self.forward_layer, self.backward_layer]
 
     def build(self, input_shape):
+        _checks.rnn_input_rank(self, input_shape)
         self.forward_layer._maybe_build(input_shape)
         self.backward_layer._maybe_build(input_shape)
         if getattr(self, "_pending_weights", None) is not None:
@@ -101,6 +102,7 @@ class Bidirectional(Layer):
         return None
 
     def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
+        _checks.rnn_input_rank(self, shape_of(inputs))
         fw_init, bw_init = self._split_states(initial_state)
         self._maybe_build(shape_of(inputs))
         fw = self.forward_layer.compute_output_spec(inputs, initial_state=fw_init)
@@ -122,6 +124,12 @@ class Bidirectional(Layer):
         return spec.shape if isinstance(spec, SymbolicTensor) else [s.shape for s in spec]
 
     def forward(self, inputs, initial_state=None, training=None, mask=None):
+        if inputs.dim() != 3:
+            _checks.rnn_input_rank(self, tuple(inputs.shape))      # speak as this layer, not its inner copies
+        if mask is not None:
+            mask = to_mask(self, mask, inputs.device)
+            if tuple(mask.shape) != tuple(inputs.shape[:2]):
+                _checks.mask_shape(self, tuple(inputs.shape[:2]), tuple(mask.shape))
         fw_init, bw_init = self._split_states(initial_state)
         fw = _as_list(self.forward_layer(inputs, initial_state=fw_init, training=training, mask=mask))
         bw = _as_list(self.backward_layer(inputs, initial_state=bw_init, training=training, mask=mask))
@@ -194,8 +202,11 @@ class TimeDistributed(Layer):
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(layer, Layer):
-            raise _checks.error(self, f"argument `layer` must be an rnnstate layer; received {type(layer).__name__}.")
+        from ..cells.base import Cell
+        if not isinstance(layer, Layer) or isinstance(layer, Cell):
+            hint = " A cell runs one step with states: wrap it in `RNN(cell)` first." if isinstance(layer, Cell) else ""
+            raise _checks.error(self, f"argument `layer` must be an rnnstate layer taking one tensor; received "
+                                      f"{type(layer).__name__}.{hint}", TypeError)
         self.layer = layer
 
     def _sublayers(self):

@@ -219,7 +219,11 @@ class Model(TrainingMixin, SavingMixin, Layer):
         out = []
         for t, v in zip(self.inputs, x):
             want = t.dtype if t.dtype.is_floating_point else None
-            out.append(to_tensor(v, want, dev))
+            v = to_tensor(v, want, dev, owner=self, arg=f"input '{t.layer.name}'")
+            if v.dim() != len(t.shape):
+                raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
+                                          f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
+            out.append(v)
         return out
 
     def forward(self, inputs, training=None, mask=None):

@@ -60,7 +60,12 @@ def to_tensor(value, dtype=None, what="data"):
         elif arr.dtype.kind == "b":
             arr = arr.astype(np.float32)
         elif arr.dtype.kind in "iu" and arr.dtype != np.int64 and (dtype is None or not dtype.is_floating_point):
+            if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+                raise ValueError(f"{what}: integers above {np.iinfo(np.int64).max} can't be used; received up to "
+                                 f"{int(arr.max())}.")
             arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "u" and arr.dtype.itemsize > 1:      # torch has no full uint16/32/64 support
+            arr = arr.astype(np.float64)
         if not arr.flags.writeable or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr).copy()
         t = torch.from_numpy(arr)
@@ -79,15 +84,16 @@ def to_tensor(value, dtype=None, what="data"):
     return t
 
 
-def num_samples(t) -> int:
+def num_samples(t, what="data") -> int:
     if t.dim() == 0:
-        raise ValueError("Expected arrays with a leading batch axis; received a scalar.")
+        raise ValueError(f"{what}: expected an array with a leading batch axis; received a scalar "
+                         f"({t.item()!r:.40}).")
     return int(t.shape[0])
 
 
 def check_cardinality(named_tensors):
     """``named_tensors``: list of (label, tensor or None). Raises if sample counts differ."""
-    sizes = [(label, num_samples(t)) for label, t in named_tensors if t is not None]
+    sizes = [(label, num_samples(t, label)) for label, t in named_tensors if t is not None]
     if not sizes:
         raise ValueError("No data given: x is empty.")
     if len({n for _, n in sizes}) > 1:

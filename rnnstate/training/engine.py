@@ -13,6 +13,7 @@ and epoch ends).  After ``fit``/``evaluate``/``predict`` the model is left in ``
 ``predict`` runs under ``torch.inference_mode()``, evaluation under ``torch.no_grad()``.
 """
 
+import numbers
 import warnings
 
 import torch
@@ -379,7 +380,7 @@ def _to_numpy(t):
 
 
 def _should_validate(epoch, freq):
-    if isinstance(freq, int):
+    if isinstance(freq, numbers.Integral):
         return (epoch + 1) % freq == 0
     return (epoch + 1) in set(freq)
 

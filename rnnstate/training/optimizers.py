@@ -251,7 +251,9 @@ class SGD(Optimizer):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
     def _torch_args(self):
-        return {"momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay or 0.0}
+        # Nesterov with zero momentum is plain SGD (Keras accepts it; torch refuses the combination)
+        return {"momentum": self.momentum, "nesterov": self.nesterov and self.momentum > 0,
+                "weight_decay": self.weight_decay or 0.0}
 
 
 class RMSprop(Optimizer):
