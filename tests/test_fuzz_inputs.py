@@ -259,6 +259,19 @@ def test_fuzz_call_inputs(name, x, mask):
         _message_names(e, _checks.who(layer))
 
 
+@given(name=st.sampled_from(["LSTM", "GRU", "SimpleRNN", "Bidirectional"]),
+       state=st.one_of(_values, _arrays(ranks=(1, 2, 3)), st.lists(_arrays(ranks=(1, 2)), max_size=5)),
+       training=st.one_of(st.none(), st.booleans()))
+def test_fuzz_initial_state(name, state, training):
+    layer = _layer_for_call(name)
+    try:
+        with torch.no_grad():
+            layer(np.ones((B, T, F), "float32"), initial_state=state, training=training)
+    except Exception as e:                               # noqa: BLE001
+        assert isinstance(e, ALLOWED), f"raw {type(e).__name__} from {name}: {e}"
+        _message_names(e, "initial_state")
+
+
 @given(name=st.sampled_from(["Concatenate", "Add"]), xs=st.lists(_arrays(ranks=(2, 3)), min_size=0, max_size=3))
 def test_fuzz_merge_inputs(name, xs):
     layer = _layer_for_call(name)

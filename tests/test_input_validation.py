@@ -397,3 +397,21 @@ def test_optimizer_arguments_checked_at_construction():
     m.compile(opt, "mse")
     m.fit(_x(), np.zeros((B, 1), "float32"), epochs=1, batch_size=1, verbose=0)
     assert opt.learning_rate == pytest.approx(0.1 * 0.5, rel=1e-6)       # evaluated before step 1 of 2
+
+
+def test_initial_state_and_input_containers():
+    x = _x(4)
+    with pytest.raises(TypeError, match=r"LSTM '.*': argument `initial_state` must hold real numbers .*holding "
+                                        r"strings"):
+        L.LSTM(3)(x, initial_state=["a", "b"])
+    with pytest.raises(TypeError, match=r"GRU '.*': argument `initial_state` must hold real numbers .*complex"):
+        L.GRU(3)(x, initial_state=[np.ones((B, 3), complex)])
+    with pytest.raises(TypeError, match=r"LSTM '.*': argument `inputs` must be one array or tensor; received a list "
+                                        r"of 1 entries.*initial_state="):
+        L.LSTM(3)([x])
+    with pytest.raises(TypeError, match=r"Dense '.*': argument `inputs` must be one array or tensor; received a "
+                                        r"tuple of 2 entries"):
+        L.Dense(3)((x, x))
+    # a single-input model given one nested list of numbers: the same as the array
+    seq = rnnstate.Sequential([L.GRU(2)])
+    np.testing.assert_allclose(seq.predict(x.tolist(), verbose=0), seq.predict(x, verbose=0), rtol=0)

@@ -255,6 +255,11 @@ class Layer(nn.Module):
         if isinstance(x, (list, tuple)) and not isinstance(x, np.ndarray):
             if (single or not self._list_input) and _numbers_only(x):     # a nested list of numbers: one array
                 return to_tensor(x, self._input_dtype, self._device(), owner=self)
+            if not self._list_input and not hasattr(x, "_fields"):
+                raise _checks.error(self, f"argument `inputs` must be one array or tensor; received a "
+                                          f"{type(x).__name__} of {len(x)} entries. (Initial states go in "
+                                          f"`initial_state=`; layers of several inputs are Concatenate, Add, "
+                                          f"Model.)", TypeError)
             return type(x)(self._convert_input(v, single=self._list_input) for v in x) \
                 if not hasattr(x, "_fields") else x
         return to_tensor(x, self._input_dtype, self._device(), owner=self)

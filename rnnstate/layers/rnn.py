@@ -256,7 +256,7 @@ class RNN(Layer):
             if s is not None:
                 return s
         if initial_state is not None:
-            states = [s if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device)
+            states = [s if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device, self, "initial_state")
                       for s in _as_list(initial_state)]
             sizes = self.state_size
             if len(states) != len(sizes) or any(s.dim() != 2 or s.shape[0] != B or s.shape[1] != n

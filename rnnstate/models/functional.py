@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import _checks
 from .._symbolic import SymbolicTensor, flatten, has_symbolic, map_structure, pack_like
-from ..layers.base import Layer, shape_of, to_tensor
+from ..layers.base import Layer, _numbers_only, shape_of, to_tensor
 from ..layers.core import InputLayer
 from ..saving._walk import number_repeats
 from ..saving.mixin import SavingMixin
@@ -209,7 +209,8 @@ class Model(TrainingMixin, SavingMixin, Layer):
                 raise _checks.error(self, f"the input dict lacks {missing}; expected keys {self.input_names}, "
                                           f"received {list(x)}.")
             x = [x[n] for n in self.input_names]
-        elif not isinstance(x, (list, tuple)) or (hasattr(x, "shape") and not isinstance(x, (list, tuple))):
+        elif not isinstance(x, (list, tuple)) or (hasattr(x, "shape") and not isinstance(x, (list, tuple))) or (
+                len(self.inputs) == 1 and _numbers_only(x)):     # one input given as a nested list of numbers
             x = [x]
         x = list(x)
         if len(x) != len(self.inputs):
