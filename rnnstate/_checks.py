@@ -308,7 +308,7 @@ def shape(owner, arg: str, value, allow_none_dims=True, allow_int=True):
 
 
 def _is_shape_like(value):
-    return type(value).__name__ == "Size"        # torch.Size
+    return type(value).__name__ == "Size" or getattr(value, "ndim", None) == 1     # torch.Size, 1-D arrays
 
 
 def resolved(owner, arg: str, getter, value):
