@@ -257,7 +257,10 @@ _BIG = 1e30
 def _finite_values(owner, arg, value):
     """A constant's value: finite numbers (a scalar or a nested list), never NaN/inf weights."""
     try:
-        a = np.asarray(value, dtype=np.float64)
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf":          # strings, objects, complex: not numbers (np would parse '0')
+            raise TypeError(a.dtype)
+        a = a.astype(np.float64)
     except (TypeError, ValueError):
         raise _checks.error(owner, f"argument `{arg}` must be a finite number or an array of them; received "
                                    f"{value!r:.100}.", TypeError) from None

@@ -263,6 +263,8 @@ def test_initializer_bad_types():
     with pytest.raises(TypeError, match=r"Constant: argument `value` must be a finite number or an array of them; "
                                         r"received 'a'"):
         I.Constant("a")
+    with pytest.raises(TypeError, match=r"Constant: argument `value` must be a finite number .*received '0'"):
+        I.Constant("0")                     # numpy would parse the string: refused, as Keras needs a number
     with pytest.raises(ValueError, match=r"LSTM: argument `kernel_initializer`: .*received nan"):
         L.LSTM(3, kernel_initializer={"class_name": "Constant", "config": {"value": float("nan")}})
 
