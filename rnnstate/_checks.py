@@ -200,3 +200,311 @@ def plot_nothing(obj):
 
 def plot_units(obj, units, n):
     return error(obj, f"argument `units` must be unit indices in [0, {n}); received {units!r:.200}.")
+
+
+# ---- constructor arguments ----------------------------------------------------------------------------------
+def _short(value, n=120):
+    """``repr`` of a received value, cut to `n` characters, with its type when that helps."""
+    r = repr(value)
+    if len(r) > n:
+        r = r[:n] + "..."
+    kind = type(value).__name__
+    plain = ("int", "float", "str", "bool", "NoneType", "tuple", "list", "dict")
+    return r if kind in plain else f"{r} (of type {kind})"
+
+
+def integer(owner, arg: str, value, minimum=None, allow_none=False):
+    """An int (not a bool), optionally >= `minimum`; None passes when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral) and \
+        (minimum is None or value >= minimum)
+    if not ok:
+        want = "an integer" if minimum is None else \
+            ("a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+        raise error(owner, f"argument `{arg}` must be {want}{' or None' if allow_none else ''}; received "
+                           f"{_short(value)}.", TypeError if not isinstance(value, numbers.Number) else ValueError)
+    return int(value)
+
+
+FLOAT32_MAX = 3.4028234663852886e38      # larger magnitudes are inf in float32 weights and optimizer states
+
+
+def number(owner, arg: str, value, low=None, high=None, low_open=False, high_open=False, allow_none=False,
+           alternatives=""):
+    """A finite real number (not a bool) in the given range; never clamped. `alternatives`: other
+    accepted kinds, for the message (e.g. "a LearningRateSchedule or a callable(step)")."""
+    if value is None and allow_none:
+        return None
+
+    def g(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+    if low is not None and high is not None:
+        rng = f" in {'(' if low_open else '['}{g(low)}, {g(high)}{')' if high_open else ']'}"
+    elif low is not None:
+        rng = f" {'>' if low_open else '>='} {g(low)}"
+    elif high is not None:
+        rng = f" {'<' if high_open else '<='} {g(high)}"
+    else:
+        rng = ""
+    want = f"a finite number{rng}" + (f", {alternatives}" if alternatives else "") + (" or None" if allow_none else "")
+    ok_type = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if not ok_type:
+        raise error(owner, f"argument `{arg}` must be {want}; received {_short(value)}.", TypeError)
+    try:
+        v = float(value)
+    except (OverflowError, ValueError, TypeError):
+        v = float("nan")
+    ok = v == v and abs(v) <= FLOAT32_MAX and \
+        (low is None or (v > low if low_open else v >= low)) and \
+        (high is None or (v < high if high_open else v <= high))
+    if not ok:
+        raise error(owner, f"argument `{arg}` must be {want}; received {_short(value)}.")
+    return v
+
+
+def string(owner, arg: str, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise error(owner, f"argument `{arg}` must be a string{' or None' if allow_none else ''}; received "
+                           f"{_short(value)}.", TypeError)
+    return value
+
+
+def layer_name(owner, value):
+    """Keras: a layer name is a string without '/' (None: a unique name is made)."""
+    if value is None:
+        return None
+    string(owner, "name", value)
+    if "/" in value:
+        raise error(owner, f"argument `name` must not contain '/' (it separates weight paths); received "
+                           f"{value!r}.")
+    return value
+
+
+def seed(owner, value, arg="seed"):
+    """A random seed: None or a non-negative int (Keras)."""
+    return integer(owner, arg, value, minimum=0, allow_none=True)
+
+
+def shape(owner, arg: str, value, allow_none_dims=True, allow_int=True):
+    """A shape: a tuple/list of positive ints (None for a free axis); an int n means (n,)."""
+    if allow_int and not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) and not _is_shape_like(value):
+        raise error(owner, f"argument `{arg}` must be a tuple of positive integers"
+                           f"{' (None for a free axis)' if allow_none_dims else ''}; received {_short(value)}.",
+                    TypeError)
+    dims = tuple(value)
+    for d in dims:
+        if d is None and allow_none_dims:
+            continue
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+            raise error(owner, f"argument `{arg}` must be a tuple of positive integers"
+                               f"{' (None for a free axis)' if allow_none_dims else ''}; received "
+                               f"{_short(value)} (entry {d!r} is not).")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+def _is_shape_like(value):
+    return type(value).__name__ == "Size" or getattr(value, "ndim", None) == 1     # torch.Size, 1-D arrays
+
+
+def resolved(owner, arg: str, getter, value):
+    """``getter(value)`` (``initializers.get``, ``activations.get``, ``regularizers.get``...) with its
+    error re-worded to name the layer and the argument."""
+    try:
+        return getter(value)
+    except (ValueError, TypeError) as e:
+        raise error(owner, f"argument `{arg}`: {e}", type(e)) from None
+
+
+def rnn_cell(owner, cell):
+    """Keras' cell contract: an object (not a class) with `state_size` and a `call`/`__call__`."""
+    if isinstance(cell, type) or not hasattr(cell, "state_size") or not (callable(getattr(cell, "call", None))
+                                                                          or callable(cell)):
+        raise not_a_cell(owner, cell)
+    return cell
+
+
+def not_a_cell(owner, cell):
+    return error(owner, f"argument `cell` must be an RNN cell (LSTMCell, GRUCell, SimpleRNNCell, a list of cells, "
+                        f"or an object with `state_size` and `call(inputs, states)`); received {_short(cell)}.",
+                 TypeError)
+
+
+# ---- memory bound: refuse absurd weights before allocating ---------------------------------------------------
+# The most bytes one layer's weights may take; None: the machine's physical memory. A program (or a test)
+# may lower it, e.g. ``rnnstate._checks.WEIGHT_MEMORY_LIMIT = 1 << 30``.
+WEIGHT_MEMORY_LIMIT = None
+
+
+def weights_fit(owner, arg: str, value, what: str, n_elements: int, bytes_per=4, available=None):
+    """Refuse a weight of `n_elements` that could never be allocated: more bytes than the machine's
+    physical memory (or ``WEIGHT_MEMORY_LIMIT``). Checked before allocating (at construction when the
+    sizes are known, else at build), so the process never dies in the allocator. `arg`/`value`: the
+    argument that set the size."""
+    if available is None:
+        available = WEIGHT_MEMORY_LIMIT if WEIGHT_MEMORY_LIMIT is not None else physical_memory()
+    need = int(n_elements) * bytes_per
+    if available is not None and need > available:
+        limit = "this machine's memory" if WEIGHT_MEMORY_LIMIT is None else "rnnstate._checks.WEIGHT_MEMORY_LIMIT"
+        raise error(owner, f"argument `{arg}`={value!r}: {what} would need {int(n_elements):,} float32 parameters "
+                           f"({_bytes(need)}), more than {limit} ({_bytes(available)}); expected a size whose "
+                           f"weights fit in memory.")
+
+
+def physical_memory():
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40        # unknown: 1 TiB
+
+
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# ---- call inputs --------------------------------------------------------------------------------------------
+def input_kind(owner, arg: str, kind: str, shape_, expected="real numbers (float, int or bool)"):
+    """An input of the wrong kind of values (complex, strings, objects, ragged lists)."""
+    what = {"c": "complex numbers (the imaginary part would be lost)", "O": "Python objects (a ragged list?)",
+            "U": "strings", "S": "bytes", "V": "raw bytes", "M": "datetimes", "m": "timedeltas"}.get(kind, kind)
+    return error(owner, f"argument `{arg}` must hold {expected}; received an array of shape "
+                        f"{fmt_shape(shape_)} holding {what}.", TypeError)
+
+
+def ids_range(owner, input_dim, lo, hi):
+    return error(owner, f"argument `inputs`: ids must be integers in [0, {input_dim}) (input_dim={input_dim}); "
+                        f"received ids from {lo} to {hi}.")
+
+
+# ---- merge layers --------------------------------------------------------------------------------------------
+def concat_axis(owner, axis, rank, shapes):
+    return error(owner, f"argument `axis` must be in [-{rank}, {rank}) for inputs of rank {rank}; received "
+                        f"axis={axis} with input shapes {[fmt_shape(s) for s in shapes]}.")
+
+
+def merge_shapes(owner, shapes):
+    return error(owner, f"inputs must have the same shape (or shapes that broadcast: equal, 1 or None on each "
+                        f"axis); received shapes {[fmt_shape(s) for s in shapes]}.")
+
+
+# ---- Bidirectional -------------------------------------------------------------------------------------------
+def backward_layer(owner, forward, backward, is_recurrent):
+    """Keras' rules for ``Bidirectional(layer, backward_layer=...)``: a recurrent layer, opposite
+    `go_backwards`, the same `return_sequences`, `return_state` and `stateful`; for merge modes other
+    than concat/None, the same output size."""
+    if not is_recurrent:
+        raise error(owner, f"argument `backward_layer` must be a recurrent layer (LSTM, GRU, SimpleRNN, RNN); "
+                           f"received {_short(backward)}.", TypeError)
+    if bool(forward.go_backwards) == bool(backward.go_backwards):
+        raise error(owner, f"argument `backward_layer` must have the opposite `go_backwards` of `layer` (usually "
+                           f"`go_backwards=True`); received go_backwards={backward.go_backwards} for both layers.")
+    for attr in ("return_sequences", "return_state", "stateful"):
+        f, b = getattr(forward, attr), getattr(backward, attr)
+        if bool(f) != bool(b):
+            raise error(owner, f"argument `backward_layer` must have the same `{attr}` as `layer`; expected "
+                               f"{attr}={f}, received {attr}={b}.")
+    return backward
+
+
+def merge_sizes(owner, mode, fw, bw):
+    return error(owner, f"argument `merge_mode`={mode!r} needs forward and backward outputs of the same size; "
+                        f"received layer outputs of {fw} and {bw} units. Use merge_mode='concat' or None, or the "
+                        f"same `units`.")
+
+
+# ---- training arguments --------------------------------------------------------------------------------------
+def method_arg(owner, method: str, arg: str, expected: str, value, exc=ValueError):
+    """``Model 'm': fit() argument `batch_size` must be a positive integer or None; received 0.``"""
+    return error(owner, f"{method}() argument `{arg}` must be {expected}; received {_short(value)}.", exc)
+
+
+def method_int(owner, method, arg, value, minimum=1, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise method_arg(owner, method, arg, f"{'a positive integer' if minimum == 1 else f'an integer >= {minimum}'}"
+                                             f"{' or None' if allow_none else ''}", value,
+                         TypeError if not isinstance(value, numbers.Number) else ValueError)
+    if value < minimum:
+        raise method_arg(owner, method, arg, f"{'a positive integer' if minimum == 1 else f'an integer >= {minimum}'}"
+                                             f"{' or None' if allow_none else ''}", value)
+    return int(value)
+
+
+def fit_arguments(model, method, batch_size=None, epochs=1, initial_epoch=0, steps=None, validation_split=0.0,
+                  validation_freq=1, class_weight=None, shuffle=True, validation_steps=None,
+                  validation_batch_size=None, steps_arg="steps"):
+    """Type and range checks of fit / evaluate / predict arguments, before any data is touched."""
+    method_int(model, method, "batch_size", batch_size)
+    method_int(model, method, steps_arg, steps)
+    if method != "fit":
+        return
+    method_int(model, method, "epochs", epochs, minimum=0, allow_none=False)
+    method_int(model, method, "initial_epoch", initial_epoch, minimum=0, allow_none=False)
+    method_int(model, method, "validation_steps", validation_steps)
+    method_int(model, method, "validation_batch_size", validation_batch_size)
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
+            not 0.0 <= float(validation_split) < 1.0:
+        raise method_arg(model, method, "validation_split", "a float in [0, 1)", validation_split,
+                         ValueError if isinstance(validation_split, numbers.Number) else TypeError)
+    freq_ok = (not isinstance(validation_freq, bool) and isinstance(validation_freq, numbers.Integral)
+               and validation_freq >= 1) or (
+        isinstance(validation_freq, (list, tuple, set, range)) and all(
+            not isinstance(e, bool) and isinstance(e, numbers.Integral) and e >= 1 for e in validation_freq))
+    if not freq_ok:
+        raise method_arg(model, method, "validation_freq", "a positive integer (validate every n epochs) or a "
+                                                           "list of epoch numbers >= 1", validation_freq,
+                         ValueError if isinstance(validation_freq, (numbers.Number, list, tuple)) else TypeError)
+    if class_weight is not None:
+        cw_ok = isinstance(class_weight, dict) and all(
+            not isinstance(k, bool) and isinstance(k, numbers.Integral) and k >= 0 and
+            not isinstance(v, bool) and isinstance(v, numbers.Real) and float(v) == float(v) and
+            abs(float(v)) != float("inf") for k, v in class_weight.items())
+        if not cw_ok:
+            raise method_arg(model, method, "class_weight", "a dict {class index (int >= 0): weight (finite "
+                                                            "number)}", class_weight,
+                             ValueError if isinstance(class_weight, dict) else TypeError)
+    if shuffle not in (True, False, "batch") or not isinstance(shuffle, (bool, str, int)):
+        raise method_arg(model, method, "shuffle", "True, False or 'batch'", shuffle)
+
+
+def loss_weights(model, value):
+    """compile(loss_weights=...): None, a number, a list of numbers or a dict {output_name: number}."""
+    want = "None, a number, a list of numbers (one per output) or a dict {output_name: number}"
+
+    def is_num(v):
+        return v is None or (not isinstance(v, bool) and isinstance(v, numbers.Real) and float(v) == float(v)
+                             and abs(float(v)) != float("inf"))
+    if value is None or is_num(value):
+        return
+    if isinstance(value, (list, tuple)):
+        entries = list(value)
+    elif isinstance(value, dict):
+        entries = list(value.values())
+    else:
+        raise method_arg(model, "compile", "loss_weights", want, value, TypeError)
+    if not all(is_num(v) for v in entries):
+        raise method_arg(model, "compile", "loss_weights", want + " (finite numbers)", value,
+                         TypeError if any(not isinstance(v, numbers.Number) and v is not None for v in entries)
+                         else ValueError)
+
+
+# ---- user callables given as initializers / activations -----------------------------------------------------
+def callable_failed(owner, arg, what, e):
+    """A callable given as `arg` (an initializer, an activation) raised when rnnstate called it."""
+    kind = TypeError if isinstance(e, TypeError) else ValueError
+    return error(owner, f"argument `{arg}` failed when {what}: {type(e).__name__}: {str(e)[:300]}", kind)
+
+
+def callable_result(owner, arg, what, expected_shape, received):
+    return error(owner, f"argument `{arg}` must give {what} of shape {fmt_shape(expected_shape)}; received "
+                        f"{received}.")

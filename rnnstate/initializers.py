@@ -27,6 +27,8 @@ import numbers
 import numpy as np
 import torch
 
+from . import _checks
+
 __all__ = [
     "Initializer",
     "Zeros",
@@ -61,6 +63,7 @@ __all__ = [
     "orthogonal",
     "compute_fans",
     "get",
+    "get_for_weight",
     "serialize",
     "deserialize",
 ]
@@ -206,13 +209,20 @@ class Constant(Initializer):
             value = value.item() if value.ndim == 0 else value.tolist()
         elif isinstance(value, np.generic):
             value = value.item()
+        _finite_values(self, "value", value)
         self.value = value
 
     def __call__(self, shape, dtype=None):
         dtype = _standardize_dtype(dtype)
         shape = _standardize_shape(shape)
         value = torch.as_tensor(self.value, dtype=dtype)
-        return (value * torch.ones(shape, dtype=dtype)).contiguous()
+        try:
+            torch.broadcast_shapes(tuple(value.shape), shape)
+        except RuntimeError:
+            raise _checks.error(self, f"argument `value` of shape {_checks.fmt_shape(tuple(value.shape))} must "
+                                      f"broadcast to the weight's shape {_checks.fmt_shape(shape)}; it does "
+                                      f"not.") from None
+        return (value * torch.ones(shape, dtype=dtype)).expand(shape).contiguous()
 
     def get_config(self):
         return {"value": self.value}
@@ -222,7 +232,7 @@ class Identity(Initializer):
     """Scaled (possibly rectangular) identity matrix: ``w = gain * eye(rows, cols)``; 2-D only."""
 
     def __init__(self, gain=1.0):
-        self.gain = gain
+        self.gain = _checks.number(self, "gain", gain, low=-_BIG, high=_BIG)
 
     def __call__(self, shape, dtype=None):
         shape = _standardize_shape(shape)
@@ -238,6 +248,25 @@ class Identity(Initializer):
         # Keras 3's Identity.get_config() returns {} (dropping ``gain``); we keep
         # it so the round trip is lossless.  Keras accepts this config too.
         return {"gain": self.gain}
+
+
+# Initializer hyperparameters are bounded so the weights they give stay finite in float32 (|w| <= 3.4e38).
+_BIG = 1e30
+
+
+def _finite_values(owner, arg, value):
+    """A constant's value: finite numbers (a scalar or a nested list), never NaN/inf weights."""
+    try:
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf":          # strings, objects, complex: not numbers (np would parse '0')
+            raise TypeError(a.dtype)
+        a = a.astype(np.float64)
+    except (TypeError, ValueError):
+        raise _checks.error(owner, f"argument `{arg}` must be a finite number or an array of them; received "
+                                   f"{value!r:.100}.", TypeError) from None
+    if not (np.isfinite(a).all() and (np.abs(a) <= _BIG).all()):
+        raise _checks.error(owner, f"argument `{arg}` must be a finite number in [-1e+30, 1e+30] or an array of "
+                                   f"them (NaN/inf would give NaN/inf weights); received {value!r:.100}.")
 
 
 # ---------------------------------------------------------------------------
@@ -310,8 +339,8 @@ class RandomNormal(RandomInitializer):
     """Normal samples: ``w ~ N(mean, stddev^2)``."""
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean = mean
-        self.stddev = stddev
+        self.mean = _checks.number(self, "mean", mean, low=-_BIG, high=_BIG)
+        self.stddev = _checks.number(self, "stddev", stddev, low=0.0, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -331,8 +360,8 @@ class RandomUniform(RandomInitializer):
     """Uniform samples: ``w ~ U[minval, maxval)``."""
 
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
-        self.minval = minval
-        self.maxval = maxval
+        self.minval = _checks.number(self, "minval", minval, low=-_BIG, high=_BIG)
+        self.maxval = _checks.number(self, "maxval", maxval, low=-_BIG, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -352,8 +381,8 @@ class TruncatedNormal(RandomInitializer):
     """Truncated normal: ``w ~ N(mean, stddev^2)`` restricted to ``|w - mean| <= 2 stddev``."""
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
-        self.mean = mean
-        self.stddev = stddev
+        self.mean = _checks.number(self, "mean", mean, low=-_BIG, high=_BIG)
+        self.stddev = _checks.number(self, "stddev", stddev, low=0.0, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -389,10 +418,7 @@ class VarianceScaling(RandomInitializer):
         input_axes=None,
         output_axes=None,
     ):
-        if not scale > 0.0:
-            raise ValueError(
-                f"Argument `scale` must be positive float. Received: scale={scale}"
-            )
+        scale = _checks.number(self, "scale", scale, low=0.0, high=_BIG, low_open=True)
         if mode not in self._MODES:
             raise ValueError(
                 f"Invalid `mode` argument: {mode!r}. Expected one of {self._MODES}"
@@ -515,7 +541,7 @@ class Orthogonal(RandomInitializer):
     """
 
     def __init__(self, gain=1.0, seed=None):
-        self.gain = gain
+        self.gain = _checks.number(self, "gain", gain, low=-_BIG, high=_BIG)
         super().__init__(seed=seed)
 
     def __call__(self, shape, dtype=None):
@@ -704,3 +730,11 @@ def get(identifier):
     if callable(identifier):
         return identifier
     raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")
+
+
+def get_for_weight(identifier):
+    """:func:`get` for a layer's ``*_initializer`` argument: ``None`` means Keras' default for a
+    float weight (``add_weight(initializer=None)`` uses ``glorot_uniform``), as Keras layers do."""
+    if identifier is None:
+        return GlorotUniform()
+    return get(identifier)

@@ -8,6 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+# Hypothesis profiles: `ci` (default, and with CI=true) keeps the property tests short; `fuzz` (`make fuzz`,
+# HYPOTHESIS_PROFILE=fuzz) runs many more examples.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:          # hypothesis is a test dependency; only the property tests need it
+    pass
+else:
+    _quiet = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+    settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, suppress_health_check=_quiet)
+    settings.register_profile("fuzz", max_examples=1500, deadline=None, suppress_health_check=_quiet)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 # Tests use tiny shapes: one thread is as fast, and immune to oversubscription on a shared 2-core box
 # (OpenMP workers spinning against other processes can slow tiny fused calls down 100x).
 torch.set_num_threads(1)

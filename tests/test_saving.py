@@ -364,9 +364,9 @@ def test_crafted_config_declaring_huge_layers_is_refused_without_allocating(tmp_
         cfg, weights = json.loads(zf.read("config.json")), zf.read("model.weights.h5")
     cfg["config"]["layers"][1]["config"]["units"] = 1 << 20        # a (2^20, 2^22) recurrent kernel: 16 TiB
     (tmp_path / "big.keras").write_bytes(_keras_zip(cfg, weights))
-    with pytest.raises(ValueError, match="parameters"):
+    with pytest.raises(ValueError, match="parameters|shape|more than this machine's memory"):
         load_model(tmp_path / "big.keras")
-    with pytest.raises(ValueError, match="max_params"):
+    with pytest.raises(ValueError, match="max_params|more than this machine's memory"):
         model_from_json(json.dumps(cfg))
 
 

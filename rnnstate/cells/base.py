@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _checks, _layout, activations, initializers, regularizers
-from ..layers.base import Layer, WeightRef, to_tensor
+from ..layers.base import Layer, WeightRef, init_weight, probe_activation, to_tensor
 
 _NOT_YET = ("activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
@@ -86,20 +86,22 @@ class GatedCell(Cell):
                                       f"{activation!r}. The second positional argument is `activation`, not the "
                                       f"input size or shape: give the input shape as `input_shape={shape}` "
                                       f"or with `Input(shape={shape})`.")
-        self.activation = _get_activation(self, "activation", activation)
-        self.recurrent_activation = _get_activation(self, "recurrent_activation", recurrent_activation)
+        self.activation = _checks.resolved(self, "activation", activations.get, activation)
+        self.recurrent_activation = _checks.resolved(self, "recurrent_activation", activations.get,
+                                                     recurrent_activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        for k, v in (("kernel_initializer", kernel_initializer), ("recurrent_initializer", recurrent_initializer),
+                     ("bias_initializer", bias_initializer)):
+            setattr(self, k, _checks.resolved(self, k, initializers.get_for_weight, v))
         for k, v in regs.items():
-            try:
-                setattr(self, k, regularizers.get(v))
-            except ValueError as e:             # re-worded: name the layer and the argument
-                raise _checks.error(self, f"argument `{k}`: {e}") from None
+            setattr(self, k, _checks.resolved(self, k, regularizers.get, v))
         self.dropout = _checks.fraction(self, "dropout", dropout)
         self.recurrent_dropout = _checks.fraction(self, "recurrent_dropout", recurrent_dropout)
-        self.seed = seed
+        self.seed = _checks.seed(self, seed)
+        # refuse sizes no machine can hold before anything is allocated (the kernel is checked at build)
+        _checks.weights_fit(self, "units", self.units, f"the recurrent kernel ({self.units}, "
+                                                       f"{self.n_gates * self.units})",
+                            self.units * self.n_gates * self.units)
         self._generator = None
         if seed is not None:
             self._generator = torch.Generator().manual_seed(int(seed))
@@ -132,12 +134,19 @@ class GatedCell(Cell):
                                       f"{_checks.fmt_shape(input_shape)}.")
         self.input_dim = int(feat)
         G = self.n_gates * self.units
-        kernel = _as_float(self.kernel_initializer((self.input_dim, G)))                 # (F, G)
-        rec = _as_float(self.recurrent_initializer((self.units, G)))                     # (U, G)
+        _checks.weights_fit(self, "units", self.units, f"with {self.input_dim} input features, the kernel "
+                            f"({self.input_dim}, {G}) and recurrent kernel ({self.units}, {G})",
+                            (self.input_dim + self.units) * G)
+        probe_activation(self, "activation", self.activation, self.units)
+        probe_activation(self, "recurrent_activation", self.recurrent_activation, self.units)
+        kernel = init_weight(self, "kernel_initializer", lambda: self.kernel_initializer((self.input_dim, G)),
+                             (self.input_dim, G))                                        # (F, G)
+        rec = init_weight(self, "recurrent_initializer", lambda: self.recurrent_initializer((self.units, G)),
+                          (self.units, G))                                               # (U, G)
         self.weight_ih = nn.Parameter(_layout.kernel_to_torch(kernel, self.kind))        # (G, F)
         self.weight_hh = nn.Parameter(_layout.kernel_to_torch(rec, self.kind))           # (G, U)
         if self.use_bias:
-            b = _as_float(self._init_keras_bias())
+            b = init_weight(self, "bias_initializer", self._init_keras_bias, self._keras_bias_shape())
             if b.dim() == 2:    # GRU reset_after: (2, G)
                 self.bias_ih = nn.Parameter(_layout.bias_to_torch(b[0], self.kind))
                 self.bias_hh = nn.Parameter(_layout.bias_to_torch(b[1], self.kind))
@@ -208,19 +217,8 @@ class GatedCell(Cell):
         return (m < keep).to(dtype) / keep
 
 
-def _get_activation(layer, arg, value):
-    try:
-        return activations.get(value)
-    except ValueError as e:
-        raise _checks.error(layer, f"argument `{arg}`: {e}") from None
-
-
 def _act_name(fn):
     try:
         return activations.serialize(fn)
     except ValueError:
         return None
-
-
-def _as_float(t):
-    return t.detach().to(torch.float32) if isinstance(t, torch.Tensor) else torch.as_tensor(t, dtype=torch.float32)

@@ -40,23 +40,100 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def to_tensor(x, dtype=torch.float32, device=None):
-    """numpy / python / torch -> torch tensor. Floats (and bools) become `dtype`; integers stay int64
-    when `dtype` is None (for Embedding)."""
+def to_tensor(x, dtype=torch.float32, device=None, owner=None, arg="inputs"):
+    """numpy / python / torch -> torch tensor. Floats (and bools) become `dtype`; integers (and bools)
+    become int64 when `dtype` is None (for Embedding). Complex numbers, strings, objects and ragged
+    lists are refused with a TypeError naming `owner` and `arg` (never silently cast)."""
     if isinstance(x, torch.Tensor):
         t = x
+        if t.is_complex():
+            raise _checks.input_kind(owner or "rnnstate", arg, "c", tuple(t.shape))
     else:
-        a = np.asarray(x)
-        if a.dtype == object:
-            raise TypeError(f"cannot convert an object array of shape {a.shape} to a tensor")
+        try:
+            a = np.asarray(x)
+        except ValueError:                       # numpy >= 1.24: a ragged nested list
+            raise _checks.input_kind(owner or "rnnstate", arg, "O", (len(x),) if hasattr(x, "__len__") else ())
+        if a.dtype.kind not in "biuf":
+            raise _checks.input_kind(owner or "rnnstate", arg, a.dtype.kind, a.shape)
+        if dtype is None and (a.dtype.kind == "b" or (a.dtype.kind == "u" and a.dtype.itemsize >= 2)):
+            if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+                raise _checks.error(owner or "rnnstate", f"argument `{arg}` holds integers above "
+                                                         f"{np.iinfo(np.int64).max}; received up to {int(a.max())}.")
+            a = a.astype(np.int64)
+        elif a.dtype.kind == "u" and a.dtype.itemsize > 1:         # torch has no full uint16/32/64 support
+            a = a.astype(np.float64)
         t = torch.from_numpy(np.ascontiguousarray(a))
     if dtype is not None and t.dtype != dtype and (t.is_floating_point() or t.dtype == torch.bool or dtype.is_floating_point):
         t = t.to(dtype)
-    elif dtype is None and t.dtype in (torch.int32, torch.int16, torch.int8, torch.uint8):
+    elif dtype is None and t.dtype in (torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool, torch.uint16,
+                                       torch.uint32):
         t = t.long()
     if device is not None and t.device != device:
         t = t.to(device)
     return t
+
+
+def to_mask(owner, mask, device=None):
+    """A (B, T) mask as a bool tensor: bools as they are, numbers as ``!= 0`` (Keras casts masks to bool).
+    Python lists and int/float arrays are accepted; anything else is refused naming `owner`."""
+    if isinstance(mask, torch.Tensor):
+        m = mask
+        if m.is_complex():
+            raise _checks.input_kind(owner, "mask", "c", tuple(m.shape), "booleans (or 0/1 numbers)")
+    else:
+        try:
+            a = np.asarray(mask)
+        except ValueError:
+            raise _checks.input_kind(owner, "mask", "O", (), "booleans (or 0/1 numbers)")
+        if a.dtype.kind not in "biuf":
+            raise _checks.input_kind(owner, "mask", a.dtype.kind, a.shape, "booleans (or 0/1 numbers)")
+        m = torch.from_numpy(np.ascontiguousarray(a))
+    if m.dtype != torch.bool:
+        m = m != 0
+    if device is not None and m.device != device:
+        m = m.to(device)
+    return m
+
+
+def _numbers_only(x) -> bool:
+    """A (nested) Python list/tuple holding only numbers: one array given as a list."""
+    if isinstance(x, (list, tuple)):
+        return len(x) > 0 and not hasattr(x, "_fields") and all(_numbers_only(v) for v in x)
+    return isinstance(x, (int, float, complex, bool, np.number, np.bool_))
+
+
+def init_weight(owner, arg, make, shape):
+    """``make()`` (an initializer called for `shape`, Keras layout) as a float32 tensor, checked: a callable
+    that raises, returns another shape or non-finite values is reported naming `owner` and `arg`."""
+    shape = tuple(int(d) for d in shape)
+    try:
+        w = make()
+        w = w.detach() if isinstance(w, torch.Tensor) else torch.as_tensor(np.asarray(w, dtype=np.float32))
+        w = w.to(torch.float32)
+    except Exception as e:                      # noqa: BLE001 -- a user callable: anything can happen
+        raise _checks.callable_failed(owner, arg, f"initializing a weight of shape {_checks.fmt_shape(shape)}", e) \
+            from e
+    if tuple(w.shape) != shape:
+        raise _checks.callable_result(owner, arg, "initial values", shape, f"shape {_checks.fmt_shape(tuple(w.shape))}")
+    if w.numel() and not bool(torch.isfinite(w).all()):
+        raise _checks.callable_result(owner, arg, "finite initial values", shape, "NaN or inf values")
+    return w
+
+
+def probe_activation(owner, arg, fn, units):
+    """A user callable given as an activation must map (B, units) to (B, units); checked once at build on
+    zeros (the registered activations are known to)."""
+    from .. import activations
+    if getattr(fn, "__module__", None) == activations.__name__:
+        return
+    try:
+        with torch.no_grad():
+            y = fn(torch.zeros(2, units))
+    except Exception as e:                      # noqa: BLE001 -- a user callable
+        raise _checks.callable_failed(owner, arg, f"applied to a (batch, {units}) tensor", e) from e
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (2, units):
+        got = f"shape {_checks.fmt_shape(tuple(y.shape))}" if isinstance(y, torch.Tensor) else f"a {type(y).__name__}"
+        raise _checks.callable_result(owner, arg, "outputs (an element-wise function)", (2, units), got)
 
 
 def shape_of(x):
@@ -121,19 +198,21 @@ class Layer(nn.Module):
         super().__init__()
         if kwargs:
             raise _checks.unknown_kwargs(getattr(self, "_owner", None) or type(self).__name__, kwargs)
-        self.name = name or unique_name(snake_case(type(self).__name__))
+        owner = getattr(self, "_owner", None) or type(self).__name__
+        self.name = _checks.layer_name(owner, name) or unique_name(snake_case(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)
         self._dtype_explicit = dtype is not None
         self._dtype_name = self._check_dtype(dtype) if dtype is not None else "float32"
         self._inbound_nodes: list[Node] = []
         self._torch_mode: bool | None = None      # set by .train()/.eval(); None = Keras default (inference)
+        batch_size = _checks.integer(self, "batch_size", batch_size, minimum=1, allow_none=True)
         if input_dim is not None and input_shape is None:
-            input_shape = (input_dim,)
+            input_shape = (_checks.integer(self, "input_dim", input_dim, minimum=1),)
         if batch_input_shape is not None:
-            self._batch_input_shape = tuple(batch_input_shape)
+            self._batch_input_shape = _checks.shape(self, "batch_input_shape", batch_input_shape, allow_int=False)
         elif input_shape is not None:
-            self._batch_input_shape = (batch_size,) + tuple(input_shape)
+            self._batch_input_shape = (batch_size,) + _checks.shape(self, "input_shape", input_shape)
         else:
             self._batch_input_shape = None
 
@@ -234,15 +313,31 @@ class Layer(nn.Module):
                 self._maybe_build(shape_of(args[0]))
         return super().__call__(*args, **kwargs)
 
-    def _convert_input(self, x):
+    _list_input = False      # True where the call takes a list of tensors (Concatenate, Add)
+
+    def _convert_input(self, x, single=False):
+        """One rule for numpy arrays and torch tensors: floating inputs become the layer's compute dtype
+        (Keras casts inputs to the layer's dtype); ids for Embedding (``_input_dtype = None``) stay integers."""
         want = self._compute_dtype() if self._input_dtype is not None else None
         if isinstance(x, torch.Tensor):
-            if want is not None and x.dtype != want and not x.is_complex():
-                return x.to(want)
-            return x
+            if x.is_complex():
+                raise _checks.input_kind(self, "inputs", "c", tuple(x.shape))
+            if want is None:
+                if not x.is_floating_point() and x.dtype not in (torch.int64, torch.int32):
+                    return x.long()             # ids (Embedding): bool, int8, uint8... as int64
+                return x
+            return x.to(want) if x.dtype != want else x
         if isinstance(x, (list, tuple)) and not isinstance(x, np.ndarray):
-            return type(x)(self._convert_input(v) for v in x) if not hasattr(x, "_fields") else x
-        return to_tensor(x, want, self._device())
+            if (single or not self._list_input) and _numbers_only(x):     # a nested list of numbers: one array
+                return to_tensor(x, want, self._device(), owner=self)
+            if not self._list_input and not hasattr(x, "_fields"):
+                raise _checks.error(self, f"argument `inputs` must be one array or tensor; received a "
+                                          f"{type(x).__name__} of {len(x)} entries. (Initial states go in "
+                                          f"`initial_state=`; layers of several inputs are Concatenate, Add, "
+                                          f"Model.)", TypeError)
+            return type(x)(self._convert_input(v, single=self._list_input) for v in x) \
+                if not hasattr(x, "_fields") else x
+        return to_tensor(x, want, self._device(), owner=self)
 
     def _device(self):
         dev = self.__dict__.get("_device_cache", False)

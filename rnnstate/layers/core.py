@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from .. import _checks, activations, initializers, regularizers
 from .._symbolic import Node, SymbolicTensor
-from .base import Layer, WeightRef
+from .base import Layer, WeightRef, init_weight, probe_activation
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "int32": torch.int64,
            "int64": torch.int64, "bool": torch.bool, "bfloat16": torch.bfloat16}
@@ -33,10 +33,11 @@ class InputLayer(Layer):
             if shape is None:
                 raise _checks.error(self, "needs `shape` (without the batch axis), e.g. Input(shape=(timesteps, "
                                           "features)); received none.")
-            if isinstance(shape, int):
-                shape = (shape,)
-            batch_shape = (batch_size,) + tuple(shape)
-        self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
+            shape = _checks.shape(self, "shape", shape)
+            batch_shape = (_checks.integer(self, "batch_size", batch_size, minimum=1, allow_none=True),) + shape
+        else:
+            batch_shape = _checks.shape(self, "batch_shape", batch_shape, allow_int=False)
+        self.batch_shape = batch_shape
         dt = dtype or "float32"
         if isinstance(dt, dict):
             from ..serialization import _dtype_name
@@ -88,12 +89,14 @@ class Dense(Layer):
                                     NotImplementedError)
         super().__init__(**kwargs)
         self.units = _checks.positive_int(self, "units", units)
-        self.activation = activations.get(activation)
+        self.activation = _checks.resolved(self, "activation", activations.get, activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_initializer = _checks.resolved(self, "kernel_initializer", initializers.get_for_weight,
+                                                   kernel_initializer)
+        self.bias_initializer = _checks.resolved(self, "bias_initializer", initializers.get_for_weight,
+                                                 bias_initializer)
+        self.kernel_regularizer = _checks.resolved(self, "kernel_regularizer", regularizers.get, kernel_regularizer)
+        self.bias_regularizer = _checks.resolved(self, "bias_regularizer", regularizers.get, bias_regularizer)
 
     def _own_penalties(self):
         if not self.built:
@@ -110,10 +113,13 @@ class Dense(Layer):
             raise _checks.error(self, f"the last axis of the input must be known; received shape "
                                       f"{_checks.fmt_shape(input_shape)}.")
         self.input_dim = int(input_shape[-1])
-        self.kernel = nn.Parameter(torch.as_tensor(self.kernel_initializer((self.input_dim, self.units)),
-                                                   dtype=torch.float32))       # (F, U), Keras layout
-        self.bias = nn.Parameter(torch.as_tensor(self.bias_initializer((self.units,)), dtype=torch.float32)) \
-            if self.use_bias else None
+        _checks.weights_fit(self, "units", self.units, f"with {self.input_dim} input features, the kernel "
+                            f"({self.input_dim}, {self.units})", (self.input_dim + 1) * self.units)
+        probe_activation(self, "activation", self.activation, self.units)
+        self.kernel = nn.Parameter(init_weight(self, "kernel_initializer", lambda: self.kernel_initializer(
+            (self.input_dim, self.units)), (self.input_dim, self.units)))          # (F, U), Keras layout
+        self.bias = nn.Parameter(init_weight(self, "bias_initializer", lambda: self.bias_initializer((self.units,)),
+                                             (self.units,))) if self.use_bias else None
 
     def _keras_weights(self):
         if not self.built:
@@ -145,27 +151,40 @@ def _check_last(layer, expected, shape):
 class Embedding(Layer):
     """Integer ids (B, T) -> vectors (B, T, output_dim). Weight: embeddings (input_dim, output_dim)."""
 
-    _config_args = ("input_dim", "output_dim", "embeddings_initializer", "mask_zero")
+    _config_args = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer", "mask_zero")
     _input_dtype = None
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
                  embeddings_constraint=None, mask_zero=False, input_length=None, **kwargs):
-        if input_length is not None and "input_shape" not in kwargs:
-            kwargs["input_shape"] = (input_length,)        # Keras 2's spelling of the input shape
+        if input_length is not None and "input_shape" not in kwargs:     # Keras 2's spelling of the input shape
+            kwargs["input_shape"] = (_checks.integer("Embedding", "input_length", input_length, minimum=1),)
         super().__init__(**kwargs)
         self.input_dim = _checks.positive_int(self, "input_dim", input_dim)
         self.output_dim = _checks.positive_int(self, "output_dim", output_dim)
-        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        _checks.weights_fit(self, "input_dim", self.input_dim, f"with output_dim={self.output_dim}, the "
+                            f"embeddings ({self.input_dim}, {self.output_dim})", self.input_dim * self.output_dim)
+        self.embeddings_initializer = _checks.resolved(self, "embeddings_initializer", initializers.get_for_weight,
+                                                       embeddings_initializer)
+        self.embeddings_regularizer = _checks.resolved(self, "embeddings_regularizer", regularizers.get,
+                                                       embeddings_regularizer)
+        if embeddings_constraint is not None:
+            raise _checks.error(self, f"argument `embeddings_constraint` is not supported yet by rnnstate; received "
+                                      f"{embeddings_constraint!r:.100}. Pass None (the default).", NotImplementedError)
         self.mask_zero = bool(mask_zero)
         self._mask_source = self.mask_zero
+
+    def _own_penalties(self):
+        if not self.built or self.embeddings_regularizer is None:
+            return []
+        return [self.embeddings_regularizer(self.embeddings)]
 
     def compute_mask(self, inputs, mask=None):
         """With ``mask_zero=True``: ``inputs != 0`` (B, T), the steps later layers skip (Keras)."""
         return (inputs != 0) if self.mask_zero else None
 
     def build(self, input_shape):
-        self.embeddings = nn.Parameter(torch.as_tensor(
-            self.embeddings_initializer((self.input_dim, self.output_dim)), dtype=torch.float32))
+        self.embeddings = nn.Parameter(init_weight(self, "embeddings_initializer", lambda: self.embeddings_initializer(
+            (self.input_dim, self.output_dim)), (self.input_dim, self.output_dim)))
 
     def _keras_weights(self):
         if not self.built:
@@ -216,6 +235,8 @@ class RepeatVector(Layer):
     def __init__(self, n, **kwargs):
         super().__init__(**kwargs)
         self.n = _checks.positive_int(self, "n", n)
+        if self.n >= 1 << 62:
+            raise _checks.error(self, f"argument `n` must be a positive integer below 2**62; received {n!r}.")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -234,10 +255,16 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+        self.activation = _checks.resolved(self, "activation", activations.get, activation)
 
     def forward(self, x, training=None):
-        return self.activation(x)
+        try:
+            return self.activation(x)
+        except Exception as e:                  # noqa: BLE001 -- a user callable: name it
+            if getattr(self.activation, "__module__", None) == activations.__name__:
+                raise
+            raise _checks.callable_failed(self, "activation", f"applied to a tensor of shape "
+                                                              f"{_checks.fmt_shape(tuple(x.shape))}", e) from e
 
 
 class Dropout(Layer):
@@ -248,15 +275,20 @@ class Dropout(Layer):
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _checks.fraction(self, "rate", rate)
-        self.noise_shape = tuple(noise_shape) if noise_shape is not None else None
-        self.seed = seed
+        self.noise_shape = None if noise_shape is None else _checks.shape(self, "noise_shape", noise_shape)
+        self.seed = _checks.seed(self, seed)
 
     def forward(self, x, training=None):
         if not self._is_training(training) or self.rate == 0.0:
             return x
         if self.noise_shape is None:
             return F.dropout(x, self.rate, True)
-        shape = [x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape)]
+        ns = self.noise_shape
+        if len(ns) != x.dim() or any(d is not None and d != 1 and d != n for d, n in zip(ns, x.shape)):
+            raise _checks.error(self, f"argument `noise_shape` {_checks.fmt_shape(ns)} must broadcast to the input "
+                                      f"(same rank; on each axis the input's size, 1 or None); received an input of "
+                                      f"shape {_checks.fmt_shape(tuple(x.shape))}.")
+        shape = [x.shape[i] if d is None else d for i, d in enumerate(ns)]
         keep = 1.0 - self.rate
         return x * ((torch.rand(shape, device=x.device) < keep).to(x.dtype) / keep)
 
@@ -276,12 +308,21 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
-        self.target_shape = tuple(target_shape)
+        self.target_shape = _reshape_target(self, target_shape)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + tuple(None if d == -1 else d for d in self.target_shape)
+        rest = input_shape[1:]
+        n = None if any(d is None for d in rest) else math.prod(rest)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if n is not None and (n % known if -1 in self.target_shape else n != known):
+            raise _checks.error(self, f"argument `target_shape` {_checks.fmt_shape(self.target_shape)} does not fit "
+                                      f"an input of shape {_checks.fmt_shape(input_shape)} ({n} values per sample); "
+                                      f"expected a shape holding {n} values.")
+        free = None if n is None else n // known
+        return (input_shape[0],) + tuple(free if d == -1 else d for d in self.target_shape)
 
     def forward(self, x, training=None):
+        self.compute_output_shape(tuple(x.shape))
         return x.reshape((x.shape[0],) + self.target_shape)
 
 
@@ -312,3 +353,14 @@ class Permute(Layer):
         if x.dim() != len(self.dims) + 1:
             self.compute_output_shape(tuple(x.shape))
         return x.permute((0,) + self.dims)
+
+
+def _reshape_target(layer, target_shape):
+    """Keras: a tuple of positive ints, with at most one -1 (inferred)."""
+    dims = target_shape if isinstance(target_shape, (tuple, list)) else None
+    if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or (d < 1 and d != -1) for d in dims) \
+            or list(dims).count(-1) > 1:
+        exc = TypeError if dims is None else ValueError
+        raise _checks.error(layer, f"argument `target_shape` must be a tuple of positive integers with at most one "
+                                   f"-1 (an inferred axis); received {target_shape!r:.100}.", exc)
+    return tuple(int(d) for d in dims)

@@ -16,14 +16,21 @@ from .base import Layer, to_tensor
 class Concatenate(Layer):
     _config_args = ("axis",)
 
+    _list_input = True
+
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        self.axis = int(axis)
+        self.axis = _checks.integer(self, "axis", axis)
 
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape)
         rank = len(input_shape[0])
+        if not -rank <= self.axis < rank:
+            raise _checks.concat_axis(self, self.axis, rank, input_shape)
         ax = self.axis % rank
+        if any(len(s) != rank for s in input_shape):
+            raise _checks.error(self, f"inputs must have the same rank; received shapes "
+                                      f"{[_checks.fmt_shape(x) for x in input_shape]}.")
         dims = [s[ax] for s in input_shape]
         out = list(input_shape[0])
         out[ax] = None if any(d is None for d in dims) else sum(dims)
@@ -35,6 +42,7 @@ class Concatenate(Layer):
         return tuple(out)
 
     def forward(self, inputs, training=None):
+        self.compute_output_shape([tuple(x.shape) for x in _check_list(self, inputs)])
         return torch.cat(list(inputs), self.axis)
 
     def compute_mask(self, inputs, mask=None):
@@ -51,6 +59,7 @@ class _Merge(Layer):
     """Base of the element-wise merges: ``_op(a, b)`` folded over the inputs, left to right."""
 
     _min_inputs = 2
+    _list_input = True
 
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape, self._min_inputs)
@@ -60,8 +69,7 @@ class _Merge(Layer):
         for dims in zip(*padded):
             known = {d for d in dims if d is not None and d != 1}
             if len(known) > 1:
-                raise _checks.error(self, f"inputs must have equal (or broadcastable) shapes; received shapes "
-                                          f"{[_checks.fmt_shape(x) for x in input_shape]}.")
+                raise _checks.merge_shapes(self, input_shape)
             out.append(known.pop() if known else (None if None in dims else 1))
         return tuple(out)
 
@@ -182,6 +190,7 @@ class Dot(Layer):
     -> (B, Tq, Tv); two (B, F) give (B, 1), as in Keras."""
 
     _config_args = ("axes", "normalize")
+    _list_input = True
 
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)
@@ -240,8 +249,11 @@ class Dot(Layer):
 
 
 def _check_list(layer, shapes, n=2):
-    if not isinstance(shapes, list) or len(shapes) < n or not all(isinstance(s, (tuple, list)) for s in shapes):
-        raise _checks.error(layer, f"expects a list of at least {n} inputs; received {shapes!r:.200}.")
+    """`shapes`: the inputs (tensors) or their shapes; a list or tuple of at least `n`. Returns it."""
+    if not isinstance(shapes, (list, tuple)) or len(shapes) < n:
+        what = f"a {type(shapes).__name__}" if not isinstance(shapes, (list, tuple)) else f"{len(shapes)} input(s)"
+        raise _checks.error(layer, f"argument `inputs` must be a list of at least {n} tensors; received {what}.")
+    return shapes
 
 
 # ---- functional forms (Keras' keras.layers.add, concatenate...) ----------------------------------------------

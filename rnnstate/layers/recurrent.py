@@ -55,6 +55,13 @@ class _CellLayer(RNN):
             return getattr(self._modules["cell"], item)
         return super().__getattr__(item)
 
+    def build(self, input_shape):
+        self.cell._owner = _checks.who(self)     # the cell's build errors speak as the layer the user made
+        try:
+            super().build(input_shape)
+        finally:
+            self.cell._owner = None
+
     def get_config(self):
         cfg = {k: v for k, v in super().get_config().items() if k != "cell"}
         cell_cfg = self.cell.get_config()

@@ -14,7 +14,7 @@ from ..loop import fused, packed, reference
 from ..states import _context
 from ..states import access as _access
 from ..states._unpack import checked_result_type
-from .base import Layer, shape_of, to_tensor
+from .base import Layer, shape_of, to_mask, to_tensor
 
 PATHS = ("auto", "fused", "loop")
 
@@ -50,8 +50,8 @@ class RNN(Layer):
         super().__init__(**kwargs)
         if isinstance(cell, (list, tuple)):
             from .stacked import StackedCells
-            cell = StackedCells(list(cell))
-        self.cell = cell
+            cell = StackedCells(list(cell), _owner=_checks.who(self))
+        self.cell = _checks.rnn_cell(self, cell)
         object.__setattr__(self, "_cell", cell)     # plain reference for the hot path (no nn.Module lookup)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -192,7 +192,7 @@ class RNN(Layer):
             if cell.recurrent_dropout > 0.0:
                 rec_mask = cell.dropout_mask((B, cell.units), cell.recurrent_dropout, x.device, x.dtype)
         if mask is not None:
-            mask = to_tensor(mask, torch.bool, x.device)
+            mask = to_mask(self, mask, x.device)
             if tuple(mask.shape) != tuple(x.shape[:2]):
                 _checks.mask_shape(self, tuple(x.shape[:2]), tuple(mask.shape))
             if bool(mask.all()):        # nothing masked: the same as no mask, and the fused kernels can run
@@ -274,7 +274,7 @@ class RNN(Layer):
             if s is not None:
                 return s
         if initial_state is not None:
-            states = [to_tensor(s, x.dtype, x.device) if not isinstance(s, torch.Tensor) or
+            states = [to_tensor(s, x.dtype, x.device, self, "initial_state") if not isinstance(s, torch.Tensor) or
                       (s.dtype != x.dtype and s.is_floating_point()) else s       # the input's rule, for states too
                       for s in _as_list(initial_state)]
             sizes = self.state_size

@@ -50,15 +50,19 @@ def _out_size(cell):
 class StackedCells(Cell):
     """A list of cells applied in sequence within each timestep (Keras' ``StackedRNNCells``)."""
 
-    def __init__(self, cells, **kwargs):
+    def __init__(self, cells, _owner=None, **kwargs):
+        self._owner = _owner            # RNN([cells]): errors speak as that layer, about its `cell` argument
         super().__init__(**kwargs)
+        arg = "cell" if _owner else "cells"
         cells = list(cells)
         if not cells:
-            raise _checks.error(self, "needs at least one cell; received an empty list.")
+            raise _checks.error(self, f"argument `{arg}` needs at least one cell; received an empty list.")
         for i, c in enumerate(cells):
-            if not hasattr(c, "state_size") or not (hasattr(c, "step") or hasattr(c, "call") or callable(c)):
-                raise _checks.error(self, f"entry {i} must be a cell (with `state_size` and `step(x_t, state)` or "
-                                          f"`call(inputs, states)`); received {type(c).__name__}.")
+            if isinstance(c, type) or not hasattr(c, "state_size") or not (
+                    hasattr(c, "step") or hasattr(c, "call") or callable(c)):
+                raise _checks.error(self, f"argument `{arg}` entry {i} must be a cell (with `state_size` and "
+                                          f"`step(x_t, state)` or `call(inputs, states)`); received "
+                                          f"{type(c).__name__}.", TypeError)
             if getattr(c, "dropout", 0.0) or getattr(c, "recurrent_dropout", 0.0):
                 raise _checks.error(self, f"cell {i} has dropout={getattr(c, 'dropout', 0.0)}, recurrent_dropout="
                                           f"{getattr(c, 'recurrent_dropout', 0.0)}; dropout is not supported inside "
@@ -75,6 +79,7 @@ class StackedCells(Cell):
         self.state_size = [n for c in cells for n in _sizes(c)]
         self.output_size = _out_size(cells[-1])
         self.units = self.output_size
+        self._owner = None
         self._counts = [len(_sizes(c)) for c in cells]
         self._first_fast = hasattr(cells[0], "recurrent_step") and hasattr(cells[0], "project_input")
 

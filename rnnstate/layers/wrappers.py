@@ -7,7 +7,7 @@ from .. import _checks
 from .._state import result_type
 from ..states._unpack import checked_result_type
 from .._symbolic import SymbolicTensor
-from .base import Layer, shape_of, to_tensor
+from .base import Layer, shape_of, to_mask, to_tensor
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -42,15 +42,24 @@ class Bidirectional(Layer):
         if backward_layer is None:
             bcfg = dict(cfg, name="backward_" + layer.name, go_backwards=not layer.go_backwards)
             backward_layer = type(layer).from_config(bcfg)
+        else:
+            _checks.backward_layer(self, layer, backward_layer, isinstance(backward_layer, RNN))
+            fw_u, bw_u = _output_size(layer), _output_size(backward_layer)
+            if self.merge_mode in ("sum", "mul", "ave") and fw_u != bw_u:
+                raise _checks.merge_sizes(self, self.merge_mode, fw_u, bw_u)
+            if layer.stateful and len(layer.state_size) != len(backward_layer.state_size):
+                raise _checks.error(self, f"argument `backward_layer`: stateful layers with different states "
+                                          f"({type(layer).__name__} and {type(backward_layer).__name__}) are not "
+                                          f"supported yet; expected the same kind of layer.", NotImplementedError)
         self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self.stateful = layer.stateful
-        names = list(self.forward_layer._fields[1:])
         fields = ["output"] if self.merge_mode is not None else ["forward_output", "backward_output"]
         if self.return_state:
-            n = len(self.forward_layer.state_size)
-            fields += [f"forward_{s}" for s in names[:n]] + [f"backward_{s}" for s in names[:n]]
+            for prefix, sub in (("forward", self.forward_layer), ("backward", self.backward_layer)):
+                n = len(sub.state_size)
+                fields += [f"{prefix}_{s}" for s in list(sub._fields[1:])[:n]]
         self._fields = tuple(fields)
         if weights is not None:
             self._pending_weights = weights
@@ -59,6 +68,7 @@ class Bidirectional(Layer):
         return [self.forward_layer, self.backward_layer]
 
     def build(self, input_shape):
+        _checks.rnn_input_rank(self, input_shape)
         self.forward_layer._maybe_build(input_shape)
         self.backward_layer._maybe_build(input_shape)
         if getattr(self, "_pending_weights", None) is not None:
@@ -73,10 +83,10 @@ class Bidirectional(Layer):
         if initial_state is None:
             return None, None
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        n = len(self.forward_layer.state_size)
-        if len(states) != 2 * n:
-            raise _checks.error(self, f"argument `initial_state` must be {2 * n} tensors: the forward layer's "
-                                      f"{n} state(s) then the backward layer's {n}; received {len(states)}.")
+        n, m = len(self.forward_layer.state_size), len(self.backward_layer.state_size)
+        if len(states) != n + m:
+            raise _checks.error(self, f"argument `initial_state` must be {n + m} tensors: the forward layer's "
+                                      f"{n} state(s) then the backward layer's {m}; received {len(states)}.")
         return states[:n], states[n:]
 
     def _merge(self, y_fw, y_bw):
@@ -92,6 +102,7 @@ class Bidirectional(Layer):
         return None
 
     def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
+        _checks.rnn_input_rank(self, shape_of(inputs))
         fw_init, bw_init = self._split_states(initial_state)
         self._adopt_input_dtype(inputs)
         self._maybe_build(shape_of(inputs))
@@ -100,7 +111,7 @@ class Bidirectional(Layer):
         fw, bw = _as_list(fw), _as_list(bw)
         y = fw[0]
         if self.merge_mode == "concat":
-            out = [SymbolicTensor(y.shape[:-1] + (y.shape[-1] * 2,), y.dtype)]
+            out = [SymbolicTensor(y.shape[:-1] + (y.shape[-1] + bw[0].shape[-1],), y.dtype)]
         elif self.merge_mode is None:
             out = [fw[0], bw[0]]
         else:
@@ -114,6 +125,12 @@ class Bidirectional(Layer):
         return spec.shape if isinstance(spec, SymbolicTensor) else [s.shape for s in spec]
 
     def forward(self, inputs, initial_state=None, training=None, mask=None):
+        if inputs.dim() != 3:
+            _checks.rnn_input_rank(self, tuple(inputs.shape))      # speak as this layer, not its inner copies
+        if mask is not None:
+            mask = to_mask(self, mask, inputs.device)
+            if tuple(mask.shape) != tuple(inputs.shape[:2]):
+                _checks.mask_shape(self, tuple(inputs.shape[:2]), tuple(mask.shape))
         fw_init, bw_init = self._split_states(initial_state)
         fw = _as_list(self.forward_layer(inputs, initial_state=fw_init, training=training, mask=mask))
         bw = _as_list(self.backward_layer(inputs, initial_state=bw_init, training=training, mask=mask))
@@ -135,7 +152,7 @@ class Bidirectional(Layer):
         seq = mask if self.return_sequences else None
         masks = [seq, seq] if self.merge_mode is None else [seq]
         if self.return_state:
-            masks += [None] * (2 * len(self.forward_layer.state_size))
+            masks += [None] * (len(self.forward_layer.state_size) + len(self.backward_layer.state_size))
         return masks[0] if len(masks) == 1 else masks
 
     def _result_cls(self):
@@ -186,8 +203,11 @@ class TimeDistributed(Layer):
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(layer, Layer):
-            raise _checks.error(self, f"argument `layer` must be an rnnstate layer; received {type(layer).__name__}.")
+        from ..cells.base import Cell
+        if not isinstance(layer, Layer) or isinstance(layer, Cell):
+            hint = " A cell runs one step with states: wrap it in `RNN(cell)` first." if isinstance(layer, Cell) else ""
+            raise _checks.error(self, f"argument `layer` must be an rnnstate layer taking one tensor; received "
+                                      f"{type(layer).__name__}.{hint}", TypeError)
         self.layer = layer
 
     def _sublayers(self):
@@ -233,6 +253,13 @@ class TimeDistributed(Layer):
         config = dict(config)
         config["layer"] = serialization.deserialize_layer(config["layer"])
         return cls(**config)
+
+
+def _output_size(layer):
+    try:
+        return int(layer.cell.output_size)
+    except (AttributeError, TypeError):
+        return None
 
 
 def _as_list(x):

@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import _checks
 from .._symbolic import SymbolicTensor, flatten, has_symbolic, map_structure, pack_like
-from ..layers.base import Layer, shape_of, to_tensor
+from ..layers.base import Layer, _numbers_only, shape_of, to_tensor
 from ..layers.core import InputLayer
 from ..saving._walk import number_repeats
 from ..saving.mixin import SavingMixin
@@ -230,7 +230,8 @@ class Model(TrainingMixin, SavingMixin, Layer):
                 raise _checks.error(self, f"the input dict lacks {missing}; expected keys {self.input_names}, "
                                           f"received {list(x)}.")
             x = [x[n] for n in self.input_names]
-        elif not isinstance(x, (list, tuple)) or (hasattr(x, "shape") and not isinstance(x, (list, tuple))):
+        elif not isinstance(x, (list, tuple)) or (hasattr(x, "shape") and not isinstance(x, (list, tuple))) or (
+                len(self.inputs) == 1 and _numbers_only(x)):     # one input given as a nested list of numbers
             x = [x]
         x = list(x)
         if len(x) != len(self.inputs):
@@ -240,7 +241,11 @@ class Model(TrainingMixin, SavingMixin, Layer):
         out = []
         for t, v in zip(self.inputs, x):
             want = t.dtype if t.dtype.is_floating_point else None
-            out.append(to_tensor(v, want, dev))
+            v = to_tensor(v, want, dev, owner=self, arg=f"input '{t.layer.name}'")
+            if v.dim() != len(t.shape):
+                raise _checks.error(self, f"input '{t.layer.name}' expects shape {_checks.fmt_shape(t.shape)}; "
+                                          f"received shape {_checks.fmt_shape(tuple(v.shape))}.")
+            out.append(v)
         return out
 
     def forward(self, inputs, training=None, mask=None):
@@ -280,6 +285,7 @@ class Model(TrainingMixin, SavingMixin, Layer):
 
         Stateful layers: predict advances their states, as in Keras (so predicting one step at a time
         continues a sequence); ``peek=True`` leaves them as they were (a look ahead)."""
+        _checks.fit_arguments(self, "predict", batch_size, steps=steps)
         if peek:
             from ..states import access
             if not access.recurrent_layers(self, stateful_only=True):

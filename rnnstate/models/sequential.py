@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import _checks
 from .._symbolic import SymbolicTensor, flatten
-from ..layers.base import Layer, shape_of
+from ..layers.base import Layer, _numbers_only, shape_of, to_tensor
 from ..layers.core import Input, InputLayer
 from .functional import Model, _register_by_position
 
@@ -77,6 +77,8 @@ class Sequential(Model):
             self._input_tensor.layer._own_float_dtype(dtype)
 
     def _build_from_data(self, x):
+        if _numbers_only(x):            # a nested list of numbers is one array
+            x = to_tensor(x, None, owner=self)
         shape = shape_of(x) if not isinstance(x, (list, tuple)) else shape_of(x[0])
         dtype = self._dtype_name          # float32, or what .to(dtype) / .double() set
         if hasattr(x, "dtype") and str(x.dtype).replace("torch.", "").startswith(("int", "uint")):

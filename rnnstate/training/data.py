@@ -43,17 +43,29 @@ def to_tensor(value, dtype=None, what="data"):
     (or None)."""
     if isinstance(value, torch.Tensor):
         t = value
+        if t.is_complex():
+            raise TypeError(f"{what}: expected real numbers (float, int or bool); received a complex tensor of "
+                            f"shape {tuple(t.shape)} (the imaginary part would be lost).")
     else:
-        arr = np.asarray(value)
-        if arr.dtype == object or arr.dtype.kind in "USV":
-            raise TypeError(f"{what}: cannot convert an array of dtype {arr.dtype} to a tensor; expected numbers "
-                            "(did you pass a ragged list or strings?).")
+        try:
+            arr = np.asarray(value)
+        except ValueError as e:       # numpy >= 1.24: ragged nested lists
+            raise TypeError(f"{what}: cannot convert to an array ({e}); expected a rectangular array of numbers "
+                            f"(did you pass a ragged list?).") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{what}: cannot convert an array of dtype {arr.dtype} to a tensor; expected real numbers "
+                            "(float, int or bool; did you pass a ragged list, strings or complex numbers?).")
         if arr.dtype.kind == "f" and arr.dtype != np.float32 and (dtype is None or not dtype.is_floating_point):
             arr = arr.astype(np.float32)
         elif arr.dtype.kind == "b":
             arr = arr.astype(np.float32)
         elif arr.dtype.kind in "iu" and arr.dtype != np.int64 and (dtype is None or not dtype.is_floating_point):
+            if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+                raise ValueError(f"{what}: integers above {np.iinfo(np.int64).max} can't be used; received up to "
+                                 f"{int(arr.max())}.")
             arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "u" and arr.dtype.itemsize > 1:      # torch has no full uint16/32/64 support
+            arr = arr.astype(np.float64)
         if not arr.flags.writeable or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr).copy()
         t = torch.from_numpy(arr)
@@ -72,15 +84,16 @@ def to_tensor(value, dtype=None, what="data"):
     return t
 
 
-def num_samples(t) -> int:
+def num_samples(t, what="data") -> int:
     if t.dim() == 0:
-        raise ValueError("Expected arrays with a leading batch axis; received a scalar.")
+        raise ValueError(f"{what}: expected an array with a leading batch axis; received a scalar "
+                         f"({t.item()!r:.40}).")
     return int(t.shape[0])
 
 
 def check_cardinality(named_tensors):
     """``named_tensors``: list of (label, tensor or None). Raises if sample counts differ."""
-    sizes = [(label, num_samples(t)) for label, t in named_tensors if t is not None]
+    sizes = [(label, num_samples(t, label)) for label, t in named_tensors if t is not None]
     if not sizes:
         raise ValueError("No data given: x is empty.")
     if len({n for _, n in sizes}) > 1:

@@ -13,10 +13,12 @@ and epoch ends).  After ``fit``/``evaluate``/``predict`` the model is left in ``
 ``predict`` runs under ``torch.inference_mode()``, evaluation under ``torch.no_grad()``.
 """
 
+import numbers
 import warnings
 
 import torch
 
+from .. import _checks
 from . import distributed
 from . import feed
 from . import metrics as metrics_mod
@@ -49,6 +51,7 @@ class TrainingMixin:
         outputs: applied to each output that has a loss), a list with one entry per output, or a
         dict by output name.  ``run_eagerly``, ``jit_compile``, ``steps_per_execution`` and
         ``auto_scale_loss`` are accepted for compatibility; execution is always eager torch."""
+        _checks.loss_weights(self, loss_weights)
         spec = CompiledSpec(self, loss, loss_weights, metrics, weighted_metrics)   # validates first
         opt = optimizers_mod.get(optimizer)
         params = list(self.parameters())
@@ -199,6 +202,9 @@ class TrainingMixin:
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs; returns the ``History`` (also ``model.history``)."""
+        _checks.fit_arguments(self, "fit", batch_size, epochs, initial_epoch, steps_per_epoch, validation_split,
+                              validation_freq, class_weight, shuffle, validation_steps, validation_batch_size,
+                              steps_arg="steps_per_epoch")
         spec = self._spec("fit")
         world = distributed.world()
         verbose = distributed.display_verbose(resolve_verbose(verbose), world)
@@ -299,6 +305,7 @@ class TrainingMixin:
                  callbacks=None, return_dict=False):
         """Loss and metrics on the data: a dict if ``return_dict``, else a float when there is
         only the loss, else a list in ``metrics_names`` order."""
+        _checks.fit_arguments(self, "evaluate", batch_size, steps=steps)
         spec = self._spec("evaluate")
         world = distributed.world()
         verbose = distributed.display_verbose(resolve_verbose(verbose), world)
@@ -314,6 +321,7 @@ class TrainingMixin:
         """Model outputs as numpy (a list of arrays for several outputs), computed batch by batch
         in ``eval()`` mode under ``torch.inference_mode()``.  Under torch.distributed every rank
         predicts its share of array inputs and all ranks receive all outputs, in input order."""
+        _checks.fit_arguments(self, "predict", batch_size, steps=steps)
         world = distributed.world()
         verbose = distributed.display_verbose(resolve_verbose(verbose), world)
         names, dtypes = list(self.input_names), [getattr(t, "dtype", None) for t in self.inputs]
@@ -356,6 +364,7 @@ class TrainingMixin:
     # ---- single batches ------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One training step on exactly this batch; returns its loss and metrics."""
+        _checks.fit_arguments(self, "fit", class_weight=class_weight)
         spec = self._spec("train_on_batch")
         batch = feed.single_batch(spec, _mover(self._device()), x, y, sample_weight, class_weight)
         self.reset_metrics()
@@ -402,7 +411,7 @@ def _to_numpy(t):
 
 
 def _should_validate(epoch, freq):
-    if isinstance(freq, int):
+    if isinstance(freq, numbers.Integral):
         return (epoch + 1) % freq == 0
     return (epoch + 1) in set(freq)
 

@@ -28,6 +28,8 @@ import inspect
 
 import torch
 
+from .. import _checks
+
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "Nadam",
            "TorchOptimizer", "get", "get_learning_rate", "set_learning_rate"]
 
@@ -64,13 +66,15 @@ class Optimizer:
 
     def __init__(self, learning_rate=None, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, **torch_kwargs):
+        self.name = _checks.string(type(self).__name__, "name", name, allow_none=True) or type(self).__name__.lower()
         if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
                              f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
-        self._learning_rate = self._lr_default if learning_rate is None else learning_rate
-        self.weight_decay = weight_decay
-        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
-        self.name = name or type(self).__name__.lower()
+        self._learning_rate = self._lr_default if learning_rate is None else _learning_rate(self, learning_rate)
+        self.weight_decay = _checks.number(self, "weight_decay", weight_decay, low=0.0, allow_none=True)
+        self.clipnorm, self.clipvalue, self.global_clipnorm = (
+            _checks.number(self, k, v, low=0.0, low_open=True, allow_none=True)
+            for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)))
         self.torch_kwargs = dict(torch_kwargs)
         self.torch_optimizer = None
         self.iterations = 0
@@ -151,6 +155,7 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value):
+        value = _learning_rate(self, value)
         if callable(value):
             self._learning_rate = value
             value = value(self.iterations)
@@ -243,13 +248,16 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = _checks.number(self, "momentum", momentum, low=0.0, high=1.0, high_open=True)   # Keras
+        self.nesterov = bool(nesterov)
 
     def _hyper(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 
     def _torch_args(self):
-        return {"momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay or 0.0}
+        # Nesterov with zero momentum is plain SGD (Keras accepts it; torch refuses the combination)
+        return {"momentum": self.momentum, "nesterov": self.nesterov and self.momentum > 0,
+                "weight_decay": self.weight_decay or 0.0}
 
 
 class RMSprop(Optimizer):
@@ -263,7 +271,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+        self.rho = _checks.number(self, "rho", rho, low=0.0, high=1.0)
+        self.momentum = _checks.number(self, "momentum", momentum, low=0.0)
+        self.epsilon = _checks.number(self, "epsilon", epsilon, low=0.0)
         self.centered = bool(centered)
 
     def _hyper(self):
@@ -296,7 +306,7 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1, self.beta_2, self.epsilon = _betas(self, beta_1, beta_2, epsilon)
         self.amsgrad = bool(amsgrad)
 
     def _hyper(self):
@@ -335,7 +345,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
+        self.initial_accumulator_value = _checks.number(self, "initial_accumulator_value",
+                                                        initial_accumulator_value, low=0.0)
+        self.epsilon = _checks.number(self, "epsilon", epsilon, low=0.0)
 
     def _hyper(self):
         return {"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
@@ -353,7 +365,8 @@ class Adadelta(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.rho, self.epsilon = float(rho), float(epsilon)
+        self.rho = _checks.number(self, "rho", rho, low=0.0, high=1.0)
+        self.epsilon = _checks.number(self, "epsilon", epsilon, low=0.0)
 
     def _hyper(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
@@ -371,7 +384,7 @@ class Adamax(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1, self.beta_2, self.epsilon = _betas(self, beta_1, beta_2, epsilon)
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
@@ -393,7 +406,7 @@ class Nadam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1, self.beta_2, self.epsilon = _betas(self, beta_1, beta_2, epsilon)
 
     def _hyper(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
@@ -403,6 +416,23 @@ class Nadam(Optimizer):
         if self.weight_decay:
             args.update(weight_decay=float(self.weight_decay), decoupled_weight_decay=True)
         return args
+
+
+def _learning_rate(opt, value):
+    """Keras: a float >= 0, a ``LearningRateSchedule`` or a callable ``step -> rate``. Checked here,
+    not at the first ``fit`` step."""
+    if callable(value) and not isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return _checks.number(opt, "learning_rate", value, low=0.0,
+                          alternatives="a LearningRateSchedule or a callable(step) -> rate")
+
+
+def _betas(opt, beta_1, beta_2, epsilon):
+    return (_checks.number(opt, "beta_1", beta_1, low=0.0, high=1.0, high_open=True),
+            _checks.number(opt, "beta_2", beta_2, low=0.0, high=1.0, high_open=True),
+            _checks.number(opt, "epsilon", epsilon, low=0.0))
 
 
 _BY_NAME = {c.__name__.lower(): c for c in (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam)}

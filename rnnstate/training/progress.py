@@ -2,6 +2,7 @@
 epoch (verbose=2).  Metric values are read (which synchronizes with the device) at most every
 ``interval`` seconds while a bar runs, and at the end of each epoch."""
 
+import numbers
 import sys
 import time
 
@@ -13,9 +14,9 @@ __all__ = ["Progress", "format_logs", "resolve_verbose"]
 
 
 def resolve_verbose(verbose):
-    if verbose == "auto":
+    if isinstance(verbose, str) and verbose == "auto":
         return 1
-    if verbose in (0, 1, 2) or verbose is False or verbose is True:
+    if isinstance(verbose, (bool, numbers.Integral)) and verbose in (0, 1, 2):
         return int(verbose)
     raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received {verbose!r}.")
 
