@@ -209,9 +209,11 @@ def _child_run(func, tmp_path, *args):
                MALLOC_ARENA_MAX="2")            # few malloc arenas: the address-space cap measures data, not arenas
     code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({CHILD_CAP_BYTES}, {CHILD_CAP_BYTES}))\n"
             f"import tests.conftest, tests.test_fuzz_files as m\n"
-            f"start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            f"def hwm():  # this process's own peak RSS (ru_maxrss would include the parent's at fork time)\n"
+            f"    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+            f"start = hwm()\n"
             f"m.{func}(*sys.argv[1:])\n"
-            f"print('growth_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start)\n")
+            f"print('growth_kib', hwm() - start)\n")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path), *map(str, args)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"child died or failed (rc {out.returncode}):\n{out.stderr[-4000:]}"

@@ -112,7 +112,7 @@ def test_merge_errors():
         L.Subtract()([np.zeros((1, 2))] * 3)
     with pytest.raises(ValueError, match="Dot .*axis 2 of the first input has 4, axis 2 of the second has 3"):
         L.Dot(2)([np.zeros((1, 2, 4)), np.zeros((1, 2, 3))])
-    with pytest.raises(ValueError, match="Add .*broadcastable"):
+    with pytest.raises(ValueError, match="Add .*inputs must have the same shape \(or shapes that broadcast"):
         L.Add()([rnnstate.Input((3,)), rnnstate.Input((4,))])
     with pytest.raises(ValueError, match="Permute .*permutation of 1..2"):
         L.Permute((0, 1))

@@ -206,7 +206,8 @@ for what in ("file", "json"):
         print(what, "FileFormatError", str(e).replace("\n", " "))
     except BaseException as e:
         print(what, "OTHER", type(e).__name__, e)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this process's own peak RSS (ru_maxrss would include the parent's at fork time on Linux)
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print("peak_kib", peak)
 """
 

@@ -26,6 +26,8 @@ class _BaseAttention(Layer):
     query's mask.
     """
 
+    _list_input = True       # takes a list of tensors ([query, value], ...)
+
     _consumes_mask = True
 
     def _split(self, inputs):

@@ -37,6 +37,8 @@ class Lambda(Layer):
     ``(inputs, mask) -> mask``.
     """
 
+    _list_input = True       # takes a list of tensors ([query, value], ...)
+
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
         if not callable(function):

@@ -87,6 +87,7 @@ class _Merge(Layer):
             got = [tuple(x.shape) for x in inputs] if isinstance(inputs, (list, tuple)) else tuple(inputs.shape)
             _check_list(self, got, self._min_inputs)
         inputs = list(inputs)
+        self.compute_output_shape([tuple(x.shape) for x in inputs])     # Keras' broadcasting rule, named errors
         rank = max(x.dim() for x in inputs)
         return [x.reshape(x.shape[:1] + (1,) * (rank - x.dim()) + x.shape[1:]) if x.dim() < rank else x
                 for x in inputs]

@@ -29,6 +29,8 @@ def _broadcast_shape(a, b):
 class _Op(Layer):
     """An operation node: no weights, no config beyond its name and arguments, masks pass through."""
 
+    _list_input = True       # takes a list of tensors ([query, value], ...)
+
     _input_dtype = None
     _op_args: tuple = ()
     keras_module = "keras.src.ops.numpy"

@@ -247,7 +247,8 @@ class RNN(Layer):
 
     def __call__(self, inputs=None, *args, **kwargs):
         """Keras 2's ``layer([x, h, c])`` means ``layer(x, initial_state=[h, c])``."""
-        if isinstance(inputs, list) and len(inputs) > 1 and not args and kwargs.get("initial_state") is None:
+        if isinstance(inputs, list) and len(inputs) > 1 and not args and kwargs.get("initial_state") is None \
+                and all(hasattr(v, "shape") for v in inputs):      # (a nested list of numbers is one array)
             inputs, kwargs["initial_state"] = inputs[0], list(inputs[1:])
         return super().__call__(inputs, *args, **kwargs)
 
