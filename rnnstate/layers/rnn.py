@@ -206,8 +206,11 @@ class RNN(Layer):
         reason = self._static_reason()
         lengths = None
         if mode is not None:                # graph capture: one path for all shapes, no data-dependent choice
-            if reason is None and (rec_mask is not None or mask is not None):
-                reason = fused.dynamic_reason(recurrent_dropout_active=rec_mask is not None, mask=mask)
+            if reason is None and rec_mask is not None:
+                reason = fused.dynamic_reason(recurrent_dropout_active=True, mask=None)
+            elif reason is None and mask is not None:
+                reason = ("a mask under graph capture (which rows are right-padded is data, so the masked "
+                          "fast paths can't be chosen)")
             if mode == "trace" and reason is not None:
                 _checks.not_traceable(self, fused.trace_reason(reason))
             if reason is None and mode == "compile":

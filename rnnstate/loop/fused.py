@@ -79,7 +79,7 @@ def graph_mode(x=None) -> str | None:
     TorchScript ONNX export, None in plain eager mode."""
     if torch.compiler.is_compiling():
         return "compile"
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if torch._C._get_tracing_state() is not None:     # torch.jit.is_tracing(); TorchScript ONNX export traces
         return "trace"
     if x is not None and torch._C._functorch.is_batchedtensor(x):
         return "compile"
