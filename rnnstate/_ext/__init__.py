@@ -68,9 +68,25 @@ _C = importlib.import_module(__name__ + "._C") if _REASON is None else None
 if _C is not None:
     from . import _ops      # fake kernels, autograd and vmap rules of torch.ops.rnnstate.*
     _lstm_sequence = torch.ops.rnnstate.lstm_sequence.default
+    _lstm_sequence_raw = _lstm_sequence._op
     _lstm_step = torch.ops.rnnstate.lstm_step.default
+    # the op's C++ entry, without OpOverload.__call__'s Python frame: what the eager streaming fast path
+    # calls per step (measured: the same per-call time as a direct pybind11 binding; the frame adds ~20%)
+    _lstm_step_eager = getattr(_lstm_step, "_op", _lstm_step)
     _gru_sequence = torch.ops.rnnstate.gru_sequence.default
+    _gru_sequence_raw = _gru_sequence._op
     _rnn_sequence = torch.ops.rnnstate.rnn_sequence.default
+    _rnn_sequence_raw = _rnn_sequence._op
+
+
+def _inference(op, raw, *args):
+    """An inference call: in plain eager mode straight to the CPU kernel, below autograd (the registered
+    autograd formula is Python: its no-grad redispatch costs more than a short sequence's steps,
+    measured 2x at T=1); under torch.compile/export/vmap the op itself, which those tools trace."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_batchedtensor(args[0]):
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return raw(*args)
 
 
 def unavailable_reason() -> str | None:
@@ -81,12 +97,11 @@ def unavailable_reason() -> str | None:
 
 
 def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, *, want_c: bool, want_gates: bool):
-    """x (B, T, F) float32/float64 CPU, h0 and c0 (B, U). Differentiable only with want_c and
-    want_gates (``lstm_train``).
+    """x (B, T, F) float32/float64 CPU, h0 and c0 (B, U). No autograd (``lstm_train`` is differentiable).
 
     Returns (outputs (B, T, U), h_T, c_T, c_seq (B, T, U) or None, (i, f, g, o) each (B, T, U) or None).
     """
-    res = _lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, want_c, want_gates)
+    res = _inference(_lstm_sequence, _lstm_sequence_raw, x, h0, c0, weight_ih, weight_hh, bias_ih, want_c, want_gates)
     return res[0], res[1], res[2], (res[3] if want_c else None), (tuple(res[4:]) if want_gates else None)
 
 
@@ -96,7 +111,7 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, want_gates: b
 
     Returns (outputs (B, T, U), h_T, (z, r, n) each (B, T, U) or None): Keras' gate order z, r, h~.
     """
-    res = _gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates, False)
+    res = _inference(_gru_sequence, _gru_sequence_raw, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates, False)
     return res[0], res[1], (tuple(res[2:5]) if want_gates else None)
 
 
@@ -121,9 +136,11 @@ def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
 
 
 def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
-    """SimpleRNN (tanh, or relu) over x (B, T, F) float32/float64 CPU from h0 (B, U), differentiable (the
-    backward is compiled too). Returns (outputs (B, T, U), h_T)."""
+    """SimpleRNN (tanh, or relu) over x (B, T, F) float32/float64 CPU from h0 (B, U). No autograd
+    (``rnn_train`` is differentiable). Returns (outputs (B, T, U), h_T)."""
+    return _inference(_rnn_sequence, _rnn_sequence_raw, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
+
+
+def rnn_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
+    """SimpleRNN over x (B, T, F), differentiable (the backward is compiled too). Returns (outputs, h_T)."""
     return _rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
-
-
-rnn_train = rnn_sequence

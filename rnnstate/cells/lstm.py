@@ -110,8 +110,9 @@ class LSTMCell(GatedCell):
         return out, LSTMState(h, c)
 
     def streaming_step(self):
-        """The one-step kernel for streaming, ``(x (B, F), h, c, w_ih, w_hh, b_ih) -> (h', c')``, or None."""
-        return _ext._lstm_step if self.fused_reason() is None and _ext.unavailable_reason() is None else None
+        """The one-step kernel for eager streaming, ``(x (B, F), h, c, w_ih, w_hh, b_ih) -> (h', c')``
+        (``torch.ops.rnnstate.lstm_step``, no autograd), or None."""
+        return _ext._lstm_step_eager if self.fused_reason() is None and _ext.unavailable_reason() is None else None
 
     def recompute_sequences(self, x, state0, outputs, *, want_states, want_gates):
         """From the h sequence `outputs` (B, T, U): every gate of every step with one batched matmul on
