@@ -8,12 +8,13 @@ The kernels are registered torch ops, ``torch.ops.rnnstate.*`` (``TORCH_LIBRARY`
 module registers their fake (shape) kernels, their autograd formulas and their vmap rules
 (``_ops.py``), so torch.compile, torch.export and torch.func see them as ordinary ops.
 
-``lstm_sequence`` is the LSTM time loop writing h_t, c_t and, when
-asked, the gates i, f, g, o of every step straight into (B, T, U) outputs. ``gru_sequence`` is the
-same for the GRU (reset_after=True): h_t and, when asked, the gates z, r, n. Same numbers as
-``rnnstate.loop.reference.time_loop`` (float32: about 1e-6). ``lstm_train`` is the LSTM loop under
-autograd: its backward (``_C.lstm_backward``, backward.cpp) is compiled too. ``rnn_sequence`` is the
-SimpleRNN's loop (tanh or relu), ``lstm_step`` one LSTM step for streaming.
+``lstm_sequence`` is the LSTM time loop writing h_t, c_t and, when asked, the gates i, f, g, o of every
+step straight into (B, T, U) outputs; ``gru_sequence`` the same for the GRU (reset_after=True): h_t and,
+when asked, the gates z, r, n; ``rnn_sequence`` the SimpleRNN's loop (tanh or relu); ``lstm_step`` one
+LSTM step for streaming. Same numbers as ``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
+These wrappers are inference-only (in eager mode they call the CPU kernel below autograd);
+``lstm_train`` / ``gru_train`` / ``rnn_train`` are differentiable (the op's registered autograd, whose
+backward is compiled too: ``torch.ops.rnnstate.*_backward``, backward.cpp).
 """
 from __future__ import annotations
 
@@ -132,7 +133,9 @@ def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
 def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
     """One LSTM step at the least per-call cost (streaming): x (B, F), h and c (B, U) float32/float64
     CPU -> (h', c'). No autograd."""
-    return _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
+    if torch.compiler.is_compiling():
+        return _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
+    return _lstm_step_eager(x, h, c, weight_ih, weight_hh, bias_ih)
 
 
 def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
