@@ -245,6 +245,14 @@ def test_cell_subclasses_keep_or_lose_the_kernels_by_their_equations():
     assert odd.last_path.startswith("reference loop (PeepholeishCell overrides `recurrent_step`")
 
 
+def test_paths_say_why_the_compiled_kernel_is_missing(monkeypatch):
+    monkeypatch.setattr(_ext, "_REASON", "switched off by the test")
+    layer = L.GRU(U, return_sequences=True)
+    with torch.no_grad():
+        layer(torch.randn(B, T, F))
+    assert layer.last_path.startswith("fused-") and "(no compiled kernel: switched off by the test)" in layer.last_path
+
+
 # ---- batch 0, no timesteps --------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_batch_zero_gives_empty_outputs_on_every_path(kind):
@@ -315,8 +323,10 @@ def test_dtypes_forward_and_backward_equal_reference_loop(kind, dtype):
             for u, v in zip(a(x), b(x)):
                 assert u.dtype == dtype
                 _close(u, v, tol)
-        if dtype == torch.bfloat16:
-            assert "bfloat16" in a.last_path or a.last_path.startswith("fused-")
+        if dtype == torch.bfloat16:                       # torch's ops, and the path says why
+            assert a.last_path.startswith("fused-") and "bfloat16" in a.last_path
+        elif _ext.unavailable_reason() is None:           # float64: the compiled loops where float32 has them
+            assert a.last_path.startswith("compiled-") or a.last_path == "fused-oneDNN"
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
         ra, rb = a(xa, training=True), b(xb, training=True)
         sum(r.float().square().sum() for r in ra).backward()

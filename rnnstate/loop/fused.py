@@ -266,6 +266,8 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
     if want:
         seqs, gates = cell.recompute_sequences(x, state, out, want_states=want_states, want_gates=want_gates)
         path += f" + gate recompute (no compiled kernel: {why_not})"
+    elif why_not:                       # the compiled loop was the choice, but can't run (dtype, no build ...)
+        path += f" (no compiled kernel: {why_not})"
     elif x.dtype not in (torch.float32, torch.float64):
         path += f" (dtype {x.dtype}: the compiled kernels take float32 or float64)"
     return out, final, seqs, gates, path
