@@ -150,6 +150,27 @@ def test_vmap_over_stacked_weights_ensemble():
         _close(y, torch.stack([l(x) for l in layers]))
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_per_sample_gradients_with_vmap_of_grad(kind):
+    """torch.func.vmap(torch.func.grad(...)): per-sample gradients equal one backward per sample (the
+    reference loop runs under grad transforms, and last_path says why)."""
+    layer = getattr(L, kind)(U, return_sequences=True)
+    x = torch.randn(B, T, F)
+    layer(x)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+
+    def loss(p, xi):
+        return torch.func.functional_call(layer, p, (xi.unsqueeze(0),)).square().sum()
+
+    g = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    assert "torch.func.grad" in layer.last_path
+    for i in range(B):
+        layer.zero_grad()
+        layer(x[i:i + 1], training=True).square().sum().backward()
+        for k, p in layer.named_parameters():
+            _close(g[k][i], p.grad)
+
+
 # ---- tracing and ONNX: correct for other shapes, or refused --------------------------------------------------
 def test_jit_trace_equals_eager_on_other_shapes_or_refuses():
     m = _model()

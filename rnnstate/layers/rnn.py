@@ -211,6 +211,8 @@ class RNN(Layer):
             elif reason is None and mask is not None:
                 reason = ("a mask under graph capture (which rows are right-padded is data, so the masked "
                           "fast paths can't be chosen)")
+            if mode == "func-grad" and reason is None:
+                reason = fused.FUNC_GRAD_REASON
             if mode == "trace" and reason is not None:
                 _checks.not_traceable(self, fused.trace_reason(reason))
             if reason is None and mode == "compile":

@@ -24,7 +24,8 @@ Under torch.compile / torch.export / vmap (``graph_mode() == "compile"``) there 
 shapes, so no shape guard is baked into a compiled or exported program: the compiled loops as
 registered ops (their fake kernels give symbolic shapes), else the reference loop. Under torch.jit
 tracing and TorchScript ONNX export (``"trace"``) torch's own ops (``torch.lstm`` ...), which those
-tools translate, for all shapes; what they can't express raises (``trace_reason``). Under CPU autocast
+tools translate, for all shapes; what they can't express raises (``trace_reason``). Under torch.func.grad
+/ jvp the reference loop runs (torch's custom-op autograd is no functorch transform). Under CPU autocast
 torch's ops run, so a layer follows autocast as ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` do.
 """
 from __future__ import annotations
@@ -76,14 +77,23 @@ def dynamic_reason(*, recurrent_dropout_active: bool, mask) -> str | None:
 # ---- graph capture ------------------------------------------------------------------------------------------
 def graph_mode(x=None) -> str | None:
     """"compile" under torch.compile / torch.export (and vmap), "trace" under torch.jit tracing and
-    TorchScript ONNX export, None in plain eager mode."""
+    TorchScript ONNX export, "func-grad" under torch.func.grad / jvp (the reference loop runs there),
+    None in plain eager mode."""
     if torch.compiler.is_compiling():
         return "compile"
     if torch._C._get_tracing_state() is not None:     # torch.jit.is_tracing(); TorchScript ONNX export traces
         return "trace"
-    if x is not None and torch._C._functorch.is_batchedtensor(x):
-        return "compile"
+    stack = torch._C._functorch.get_interpreter_stack()
+    if stack:                                          # inside torch.func transforms
+        if any(i.key() in _DIFF_TRANSFORMS for i in stack):
+            return "func-grad"
+        return "compile"                               # vmap: the registered ops have vmap rules
     return None
+
+
+_DIFF_TRANSFORMS = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
+FUNC_GRAD_REASON = ("under torch.func.grad/jvp (torch's custom-op autograd is not a functorch transform, so the "
+                    "registered ops can't run there)")
 
 
 def trace_reason(why) -> str:
