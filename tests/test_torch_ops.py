@@ -183,6 +183,10 @@ def test_jit_trace_equals_eager_on_other_shapes_or_refuses():
         seq(torch.randn(B, T, F))
         with pytest.raises(RuntimeError, match="can't capture this call correctly: cell/gate sequences"):
             torch.jit.trace(seq, (torch.randn(B, T, F),))
+        st = L.GRU(U, stateful=True)
+        st(torch.randn(B, T, F))
+        with pytest.raises(RuntimeError, match="can't capture a stateful layer"):
+            torch.jit.trace(st, (torch.randn(B, T, F),))
         odd = L.LSTM(U, activation="relu")
         odd(torch.randn(B, T, F))
         with pytest.raises(RuntimeError, match=r"LSTM '.*'.*activation='relu'.*fixed to this input's number"):

@@ -211,6 +211,11 @@ class RNN(Layer):
             elif reason is None and mask is not None:
                 reason = ("a mask under graph capture (which rows are right-padded is data, so the masked "
                           "fast paths can't be chosen)")
+            if mode == "trace" and self.stateful:
+                _checks.not_traceable(self, "torch.jit.trace and torch.onnx.export(dynamo=False) can't capture a "
+                                            "stateful layer: its carried state would be baked into the traced "
+                                            "program as a constant. Trace it with stateful=False and pass the "
+                                            "states as inputs (initial_state) and outputs (return_state=True)")
             if mode == "func-grad" and reason is None:
                 reason = fused.FUNC_GRAD_REASON
             if mode == "trace" and reason is not None:
