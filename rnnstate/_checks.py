@@ -60,6 +60,16 @@ def rnn_input_rank(layer, shape):
                            f"shape {fmt_shape(shape)} ({len(shape)}-D).{hint}")
 
 
+def no_timesteps(layer, shape):
+    raise error(layer, f"needs at least one timestep (as Keras' recurrent layers do); received an input of shape "
+                       f"{fmt_shape(shape)} (0 timesteps).")
+
+
+def not_traceable(layer, why):
+    """A call torch.jit.trace / TorchScript ONNX export can't capture correctly: refused, never baked."""
+    raise error(layer, why + ".", RuntimeError)
+
+
 def feature_count(layer, expected: int, shape):
     if shape[-1] is not None and int(shape[-1]) != expected:
         raise error(layer, f"was built for inputs with {expected} features (last axis), i.e. shape "

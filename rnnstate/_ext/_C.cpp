@@ -16,8 +16,10 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/utils/pybind.h>
+#include <torch/library.h>
 
 #include <algorithm>
+#include <tuple>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -176,7 +178,7 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   std::vector<at::Tensor> gate_ts;     // four tensors rather than one (4, T, B, U): smaller allocations
   if (want_gates)
     for (int k = 0; k < 4; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
-  if (Tn > 0) {
+  if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_sequence", [&] {
       scalar_t* gp[4] = {nullptr, nullptr, nullptr, nullptr};
@@ -200,7 +202,6 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
 std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& c_,
                                   const at::Tensor& w_ih_, const at::Tensor& w_hh_,
                                   const c10::optional<at::Tensor>& b_ih) {
-  c10::NoGradGuard no_grad;    // no autograd here: the caller need not enter torch.no_grad()
   TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) CPU tensor");
   TORCH_CHECK(x_.scalar_type() == at::kFloat || x_.scalar_type() == at::kDouble, "float32 or float64 only");
   const int64_t B = x_.size(0), F = x_.size(1), U = w_hh_.size(1), G = 4 * U;
@@ -215,6 +216,7 @@ std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, co
   const at::Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   const auto opt = x.options();
   at::Tensor z = at::empty({B, G}, opt), h1 = at::empty({B, U}, opt), c1 = at::empty({B, U}, opt);
+  if (B == 0) return {h1, c1};
   rnnstate_ext::StepThreads threads(B * G * (F + U));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_step", [&] {
     scalar_t* zp = z.data_ptr<scalar_t>();
@@ -309,7 +311,7 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
   if (want_gates)
     for (int k = 0; k < 3; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
   at::Tensor ghn = train ? at::empty({Tn, B, U}, opt) : at::Tensor();
-  if (Tn > 0) {
+  if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_sequence", [&] {
       scalar_t* gp[3] = {nullptr, nullptr, nullptr};
@@ -373,7 +375,7 @@ std::vector<at::Tensor> rnn_sequence(const at::Tensor& x, const at::Tensor& h0_,
   const bool has_bhh = b_hh.has_value() && b_hh->defined();
   const at::Tensor bhh = has_bhh ? b_hh->contiguous() : at::Tensor();
   at::Tensor out = at::empty({Tn, B, U}, opt);
-  if (Tn > 0) {
+  if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_rnn_sequence", [&] {
       rnn_loop<scalar_t>(x2, w_ih, b_ih, w_hh, has_bhh ? bhh.data_ptr<scalar_t>() : nullptr,
@@ -384,35 +386,132 @@ std::vector<at::Tensor> rnn_sequence(const at::Tensor& x, const at::Tensor& h0_,
   return {out.transpose(0, 1), hT};
 }
 
+// ---- registered torch ops -------------------------------------------------------------------------------
+// Every kernel is an op of the `rnnstate` library (torch.ops.rnnstate.*), so torch.compile, torch.export,
+// vmap and the dispatcher see it like any aten op. Schemas are fixed: a sequence that was not asked for
+// (want_c / want_gates / a gradient not needed) comes back as an empty (0,) tensor, never as None, so
+// the shape functions (rnnstate/_ext/__init__.py, register_fake) are plain. Fake kernels, autograd and
+// vmap rules are registered from Python (rnnstate/_ext/__init__.py).
+
+at::Tensor empty_like_x(const at::Tensor& x) { return at::empty({0}, x.options()); }   // a fresh one each time
+at::Tensor or_empty(const c10::optional<at::Tensor>& t, const at::Tensor& x) {
+  return (t.has_value() && t->defined()) ? *t : empty_like_x(x);
+}
+
+using Tensor8 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                           at::Tensor>;
+using Tensor6 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using Tensor5 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+Tensor8 lstm_sequence_op(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
+                         const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih, bool want_c, bool want_gates) {
+  auto r = lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih, want_c, want_gates);
+  auto at = [&](size_t k) { return k < r.size() ? or_empty(r[k], x) : empty_like_x(x); };   // no two alike
+  return {*r[0], *r[1], *r[2], at(3), at(4), at(5), at(6), at(7)};
+}
+
+std::tuple<at::Tensor, at::Tensor> lstm_step_op(const at::Tensor& x, const at::Tensor& h, const at::Tensor& c,
+                                                const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                                const c10::optional<at::Tensor>& b_ih) {
+  auto r = lstm_step(x, h, c, w_ih, w_hh, b_ih);
+  return {r[0], r[1]};
+}
+
+Tensor6 lstm_backward_op(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
+                         const at::Tensor& w_hh, bool has_bias, const at::Tensor& out, const at::Tensor& cseq,
+                         const at::Tensor& gi, const at::Tensor& gf, const at::Tensor& gg, const at::Tensor& go,
+                         const c10::optional<at::Tensor>& dout, const c10::optional<at::Tensor>& dhT,
+                         const c10::optional<at::Tensor>& dcT, bool need_dx, bool need_dh0) {
+  auto r = rnnstate_ext::lstm_backward(x, h0, c0, w_ih, w_hh, has_bias, out, cseq, {gi, gf, gg, go}, dout, dhT, dcT,
+                                       need_dx, need_dh0);
+  return {or_empty(r[0], x), or_empty(r[1], x), or_empty(r[2], x), *r[3], *r[4], or_empty(r[5], x)};
+}
+
+Tensor6 gru_sequence_op(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh, bool want_gates,
+                        bool train) {
+  auto r = gru_sequence(x, h0, w_ih, w_hh, b_ih, b_hh, want_gates, train);
+  auto at = [&](size_t k) { return k < r.size() ? r[k] : empty_like_x(x); };
+  return {r[0], r[1], at(2), at(3), at(4), at(5)};
+}
+
+Tensor6 gru_backward_op(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        const c10::optional<at::Tensor>& b_hh, bool has_bias, const at::Tensor& out,
+                        const at::Tensor& gz, const at::Tensor& gr, const at::Tensor& gn, const at::Tensor& ghn,
+                        const c10::optional<at::Tensor>& dout, const c10::optional<at::Tensor>& dhT, bool need_dx,
+                        bool need_dh0) {
+  auto r = rnnstate_ext::gru_backward(x, h0, w_ih, w_hh, b_hh, has_bias, out, {gz, gr, gn}, ghn, dout, dhT, need_dx,
+                                      need_dh0);
+  return {or_empty(r[0], x), or_empty(r[1], x), *r[2], *r[3], or_empty(r[4], x), or_empty(r[5], x)};
+}
+
+std::tuple<at::Tensor, at::Tensor> rnn_sequence_op(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
+                                                   const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+                                                   const c10::optional<at::Tensor>& b_hh, bool relu) {
+  auto r = rnn_sequence(x, h0, w_ih, w_hh, b_ih, b_hh, relu);
+  return {r[0], r[1]};
+}
+
+Tensor5 rnn_backward_op(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        bool has_bias, bool relu, const at::Tensor& out, const c10::optional<at::Tensor>& dout,
+                        const c10::optional<at::Tensor>& dhT, bool need_dx, bool need_dh0) {
+  auto r = rnnstate_ext::rnn_backward(x, h0, w_ih, w_hh, has_bias, relu, out, dout, dhT, need_dx, need_dh0);
+  return {or_empty(r[0], x), or_empty(r[1], x), *r[2], *r[3], or_empty(r[4], x)};
+}
+
 }  // namespace
 
+TORCH_LIBRARY(rnnstate, m) {
+  m.set_python_module("rnnstate._ext._ops");     // where the fake kernels, autograd and vmap rules live
+  // outputs (B, T, U), h_T, c_T, c_seq (B, T, U) | (0,), gates i, f, g, o (B, T, U) each | (0,)
+  m.def("lstm_sequence(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, bool want_c, "
+        "bool want_gates) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("lstm_step(Tensor x, Tensor h, Tensor c, Tensor w_ih, Tensor w_hh, Tensor? b_ih) -> (Tensor, Tensor)");
+  // dx | (0,), dh0 | (0,), dc0 | (0,), dw_ih, dw_hh, db | (0,)
+  m.def("lstm_backward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor out, "
+        "Tensor cseq, Tensor gate_i, Tensor gate_f, Tensor gate_g, Tensor gate_o, Tensor? dout, Tensor? dhT, "
+        "Tensor? dcT, bool need_dx, bool need_dh0) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // outputs, h_T, gates z, r, n | (0,), ghn (h_{t-1} @ W_hn^T, train only) | (0,)
+  m.def("gru_sequence(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool want_gates, "
+        "bool train) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // dx | (0,), dh0 | (0,), dw_ih, dw_hh, db_ih | (0,), db_hh | (0,)
+  m.def("gru_backward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_hh, bool has_bias, Tensor out, "
+        "Tensor gate_z, Tensor gate_r, Tensor gate_n, Tensor ghn, Tensor? dout, Tensor? dhT, bool need_dx, "
+        "bool need_dh0) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("rnn_sequence(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool relu) "
+        "-> (Tensor, Tensor)");
+  // dx | (0,), dh0 | (0,), dw_ih, dw_hh, db (of b_ih and b_hh alike) | (0,)
+  m.def("rnn_backward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, bool has_bias, bool relu, Tensor out, "
+        "Tensor? dout, Tensor? dhT, bool need_dx, bool need_dh0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(rnnstate, CPU, m) {
+  m.impl("lstm_sequence", &lstm_sequence_op);
+  m.impl("lstm_step", &lstm_step_op);
+  m.impl("lstm_backward", &lstm_backward_op);
+  m.impl("gru_sequence", &gru_sequence_op);
+  m.impl("gru_backward", &gru_backward_op);
+  m.impl("rnn_sequence", &rnn_sequence_op);
+  m.impl("rnn_backward", &rnn_backward_op);
+}
+
+// lstm_step is inference-only (streaming): under autograd it runs below it, so its outputs never require
+// grad and the caller need not enter torch.no_grad() (the per-step cost stays the kernel's).
+TORCH_LIBRARY_IMPL(rnnstate, Autograd, m) {
+  m.impl("lstm_step", [](const at::Tensor& x, const at::Tensor& h, const at::Tensor& c, const at::Tensor& w_ih,
+                         const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih) {
+    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("rnnstate::lstm_step", "")
+                         .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                   const at::Tensor&, const at::Tensor&,
+                                                                   const at::Tensor&, const c10::optional<at::Tensor>&)>();
+    at::AutoDispatchBelowADInplaceOrView below;
+    return op.call(x, h, c, w_ih, w_hh, b_ih);
+  });
+}
+
+// The Python module only loads the library (which registers the ops above) and says how it was built.
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "rnnstate compiled kernels (LSTM and GRU loops with state and gate sequences; LSTM backward)";
-  m.def("lstm_sequence", &lstm_sequence, "LSTM forward over (B, T, F) with c and gate sequences",
-        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"),
-        pybind11::arg("w_hh"), pybind11::arg("b_ih"), pybind11::arg("want_c"), pybind11::arg("want_gates"));
-  m.def("lstm_step", &lstm_step, "one LSTM step (B, F) -> (h', c'), for streaming", pybind11::arg("x"),
-        pybind11::arg("h"), pybind11::arg("c"), pybind11::arg("w_ih"), pybind11::arg("w_hh"), pybind11::arg("b_ih"));
-  m.def("lstm_backward", &rnnstate_ext::lstm_backward, "LSTM backward through time from lstm_sequence's outputs",
-        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("c0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
-        pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("cseq"), pybind11::arg("gates"),
-        pybind11::arg("dout"), pybind11::arg("dhT"), pybind11::arg("dcT"), pybind11::arg("need_dx"),
-        pybind11::arg("need_dh0"));
-  m.def("rnn_sequence", &rnn_sequence, "SimpleRNN (tanh or relu) forward over (B, T, F)", pybind11::arg("x"),
-        pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"), pybind11::arg("b_ih"),
-        pybind11::arg("b_hh"), pybind11::arg("relu"));
-  m.def("gru_sequence", &gru_sequence, "GRU (reset_after=True) forward over (B, T, F) with gate sequences",
-        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
-        pybind11::arg("b_ih"), pybind11::arg("b_hh"), pybind11::arg("want_gates"), pybind11::arg("train") = false);
-  m.def("rnn_backward", &rnnstate_ext::rnn_backward, "SimpleRNN backward through time", pybind11::arg("x"),
-        pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"), pybind11::arg("has_bias"),
-        pybind11::arg("relu"), pybind11::arg("out"), pybind11::arg("dout"), pybind11::arg("dhT"),
-        pybind11::arg("need_dx"), pybind11::arg("need_dh0"));
-  m.def("gru_backward", &rnnstate_ext::gru_backward, "GRU (reset_after=True) backward through time",
-        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("w_ih"), pybind11::arg("w_hh"),
-        pybind11::arg("b_hh"), pybind11::arg("has_bias"), pybind11::arg("out"), pybind11::arg("gates"),
-        pybind11::arg("ghn"), pybind11::arg("dout"), pybind11::arg("dhT"), pybind11::arg("need_dx"),
-        pybind11::arg("need_dh0"));
+  m.doc() = "rnnstate compiled kernels, registered as torch.ops.rnnstate.* (LSTM, GRU, SimpleRNN loops and backwards)";
 #ifdef RNNSTATE_DIRECT_BLAS
   m.attr("direct_blas") = true;
 #else

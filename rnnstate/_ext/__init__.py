@@ -4,12 +4,17 @@ Availability is decided once, explicitly, never by catching an import error: the
 been built (``importlib.util.find_spec``) and built against the torch that is running (the version
 ``setup.py`` recorded next to it). ``unavailable_reason()`` says why not (``None`` when available).
 
-``lstm_sequence`` is inference-only (no autograd): the LSTM time loop writing h_t, c_t and, when
-asked, the gates i, f, g, o of every step straight into (B, T, U) outputs. ``gru_sequence`` is the
-same for the GRU (reset_after=True): h_t and, when asked, the gates z, r, n. Same numbers as
-``rnnstate.loop.reference.time_loop`` (float32: about 1e-6). ``lstm_train`` is the LSTM loop under
-autograd: its backward (``_C.lstm_backward``, backward.cpp) is compiled too. ``rnn_sequence`` is the
-SimpleRNN's loop (tanh or relu), ``lstm_step`` one LSTM step for streaming.
+The kernels are registered torch ops, ``torch.ops.rnnstate.*`` (``TORCH_LIBRARY`` in ``_C.cpp``); this
+module registers their fake (shape) kernels, their autograd formulas and their vmap rules
+(``_ops.py``), so torch.compile, torch.export and torch.func see them as ordinary ops.
+
+``lstm_sequence`` is the LSTM time loop writing h_t, c_t and, when asked, the gates i, f, g, o of every
+step straight into (B, T, U) outputs; ``gru_sequence`` the same for the GRU (reset_after=True): h_t and,
+when asked, the gates z, r, n; ``rnn_sequence`` the SimpleRNN's loop (tanh or relu); ``lstm_step`` one
+LSTM step for streaming. Same numbers as ``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
+These wrappers are inference-only (in eager mode they call the CPU kernel below autograd);
+``lstm_train`` / ``gru_train`` / ``rnn_train`` are differentiable (the op's registered autograd, whose
+backward is compiled too: ``torch.ops.rnnstate.*_backward``, backward.cpp).
 """
 from __future__ import annotations
 
@@ -66,6 +71,28 @@ _REASON = _check()
 # Imported only when checked above (built, and for this torch). ``from . import _C`` would not do
 # here once a module attribute named _C exists, hence import_module.
 _C = importlib.import_module(__name__ + "._C") if _REASON is None else None
+if _C is not None:
+    from . import _ops      # fake kernels, autograd and vmap rules of torch.ops.rnnstate.*
+    _lstm_sequence = torch.ops.rnnstate.lstm_sequence.default
+    _lstm_sequence_raw = _lstm_sequence._op
+    _lstm_step = torch.ops.rnnstate.lstm_step.default
+    # the op's C++ entry, without OpOverload.__call__'s Python frame: what the eager streaming fast path
+    # calls per step (measured: the same per-call time as a direct pybind11 binding; the frame adds ~20%)
+    _lstm_step_eager = getattr(_lstm_step, "_op", _lstm_step)
+    _gru_sequence = torch.ops.rnnstate.gru_sequence.default
+    _gru_sequence_raw = _gru_sequence._op
+    _rnn_sequence = torch.ops.rnnstate.rnn_sequence.default
+    _rnn_sequence_raw = _rnn_sequence._op
+
+
+def _inference(op, raw, *args):
+    """An inference call: in plain eager mode straight to the CPU kernel, below autograd (the registered
+    autograd formula is Python: its no-grad redispatch costs more than a short sequence's steps,
+    measured 2x at T=1); under torch.compile/export/vmap the op itself, which those tools trace."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_batchedtensor(args[0]):
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return raw(*args)
 
 
 def unavailable_reason() -> str | None:
@@ -99,120 +126,52 @@ def warn_unavailable_once() -> None:
 
 
 def lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, *, want_c: bool, want_gates: bool):
-    """x (B, T, F) float32/float64 CPU, h0 and c0 (B, U). No autograd.
+    """x (B, T, F) float32/float64 CPU, h0 and c0 (B, U). No autograd (``lstm_train`` is differentiable).
 
     Returns (outputs (B, T, U), h_T, c_T, c_seq (B, T, U) or None, (i, f, g, o) each (B, T, U) or None).
     """
-    res = _C.lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, want_c, want_gates)
-    return res[0], res[1], res[2], res[3], (tuple(res[4:]) if want_gates else None)
+    res = _inference(_lstm_sequence, _lstm_sequence_raw, x, h0, c0, weight_ih, weight_hh, bias_ih, want_c, want_gates)
+    return res[0], res[1], res[2], (res[3] if want_c else None), (tuple(res[4:]) if want_gates else None)
 
 
 def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, want_gates: bool):
     """GRU, reset_after=True (torch's layout, gate order r, z, n). x (B, T, F) float32/float64 CPU,
-    h0 (B, U); bias_ih and bias_hh (3U,) both or neither. No autograd.
+    h0 (B, U); bias_ih and bias_hh (3U,) both or neither. Not differentiable (``gru_train`` is).
 
     Returns (outputs (B, T, U), h_T, (z, r, n) each (B, T, U) or None): Keras' gate order z, r, h~.
     """
-    res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates, False)
-    return res[0], res[1], (tuple(res[2:]) if want_gates else None)
-
-
-class _LSTMTrain(torch.autograd.Function):
-    """The compiled LSTM loop under autograd: the forward keeps c_t and the gates of every step (what
-    backpropagation through time reads), the backward is ``_C.lstm_backward``. Not twice differentiable."""
-
-    @staticmethod
-    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias_ih):
-        res = _C.lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, True, True)
-        out, hT, cT, cs = res[0], res[1], res[2], res[3]
-        ctx.save_for_backward(x, h0, c0, weight_ih, weight_hh, out, cs, *res[4:])
-        ctx.has_bias = bias_ih is not None
-        ctx.set_materialize_grads(False)
-        return out, hT, cT
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, d_out, d_hT, d_cT):
-        x, h0, c0, w_ih, w_hh, out, cs, *gates = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dx, dh0, dc0, dw_ih, dw_hh, db = _C.lstm_backward(x, h0, c0, w_ih, w_hh, ctx.has_bias, out, cs, gates,
-                                                          d_out, d_hT, d_cT, need[0], need[1] or need[2])
-        return (dx, dh0 if need[1] else None, dc0 if need[2] else None, dw_ih if need[3] else None,
-                dw_hh if need[4] else None, db if need[5] else None)
+    res = _inference(_gru_sequence, _gru_sequence_raw, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, want_gates, False)
+    return res[0], res[1], (tuple(res[2:5]) if want_gates else None)
 
 
 def lstm_train(x, h0, c0, weight_ih, weight_hh, bias_ih):
-    """x (B, T >= 1, F) float32/float64 CPU, h0 and c0 (B, U): the LSTM loop, differentiable (the
-    backward is compiled too). Returns (outputs (B, T, U), h_T, c_T)."""
-    return _LSTMTrain.apply(x, h0, c0, weight_ih, weight_hh, bias_ih)
+    """The LSTM loop, differentiable (the backward is compiled too: ``torch.ops.rnnstate.lstm_backward``).
+    x (B, T, F) float32/float64 CPU, h0 and c0 (B, U). Returns (outputs (B, T, U), h_T, c_T)."""
+    res = _lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, True, True)
+    return res[0], res[1], res[2]
+
+
+def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
+    """GRU (reset_after=True; torch's layout, gate order r, z, n) over x (B, T, F), differentiable (the
+    backward is compiled too). bias_ih and bias_hh both or neither. Returns (outputs, h_T)."""
+    res = _gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, True, True)
+    return res[0], res[1]
 
 
 def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
     """One LSTM step at the least per-call cost (streaming): x (B, F), h and c (B, U) float32/float64
     CPU -> (h', c'). No autograd."""
-    return _C.lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
+    if torch.compiler.is_compiling():
+        return _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
+    return _lstm_step_eager(x, h, c, weight_ih, weight_hh, bias_ih)
 
 
 def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
-    """SimpleRNN (tanh, or relu) over x (B, T, F) float32/float64 CPU from h0 (B, U). No autograd.
-    Returns (outputs (B, T, U), h_T)."""
-    out, h = _C.rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
-    return out, h
-
-
-class _GRUTrain(torch.autograd.Function):
-    """The compiled GRU (reset_after=True) loop under autograd: the forward keeps the gates and
-    h_{t-1} @ W_hn^T of every step, the backward is ``_C.gru_backward``. Not twice differentiable."""
-
-    @staticmethod
-    def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
-        res = _C.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, True, True)
-        out, hT, z, r, n, ghn = res
-        ctx.save_for_backward(x, h0, weight_ih, weight_hh, bias_hh, out, z, r, n, ghn)
-        ctx.has_bias = bias_ih is not None
-        ctx.set_materialize_grads(False)
-        return out, hT
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, d_out, d_hT):
-        x, h0, w_ih, w_hh, b_hh, out, z, r, n, ghn = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        # gates in torch's order for the kernel's reads: z, r, n as the forward wrote them
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _C.gru_backward(x, h0, w_ih, w_hh, b_hh, ctx.has_bias, out, [z, r, n],
-                                                              ghn, d_out, d_hT, need[0], need[1])
-        return (dx, dh0 if need[1] else None, dw_ih if need[2] else None, dw_hh if need[3] else None,
-                db_ih if need[4] else None, db_hh if need[5] else None)
-
-
-def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
-    """GRU (reset_after=True; torch's layout, gate order r, z, n) over x (B, T >= 1, F), differentiable
-    (the backward is compiled too). bias_ih and bias_hh both or neither. Returns (outputs, h_T)."""
-    return _GRUTrain.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
-
-
-class _RNNTrain(torch.autograd.Function):
-    """The compiled SimpleRNN loop under autograd (its outputs are all the backward reads)."""
-
-    @staticmethod
-    def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu):
-        out, hT = _C.rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
-        ctx.save_for_backward(x, h0, weight_ih, weight_hh, out)
-        ctx.has_bias, ctx.relu = bias_ih is not None, relu
-        ctx.set_materialize_grads(False)
-        return out, hT
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, d_out, d_hT):
-        x, h0, w_ih, w_hh, out = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dx, dh0, dw_ih, dw_hh, db = _C.rnn_backward(x, h0, w_ih, w_hh, ctx.has_bias, ctx.relu, out, d_out, d_hT,
-                                                    need[0], need[1])
-        return (dx, dh0 if need[1] else None, dw_ih if need[2] else None, dw_hh if need[3] else None,
-                db if need[4] else None, db if need[5] else None, None)
+    """SimpleRNN (tanh, or relu) over x (B, T, F) float32/float64 CPU from h0 (B, U). No autograd
+    (``rnn_train`` is differentiable). Returns (outputs (B, T, U), h_T)."""
+    return _inference(_rnn_sequence, _rnn_sequence_raw, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
 
 
 def rnn_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
-    """SimpleRNN over x (B, T >= 1, F), differentiable (the backward is compiled too). Returns (outputs, h_T)."""
-    return _RNNTrain.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
+    """SimpleRNN over x (B, T, F), differentiable (the backward is compiled too). Returns (outputs, h_T)."""
+    return _rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)

@@ -169,6 +169,7 @@ std::vector<c10::optional<at::Tensor>> lstm_backward(
   at::Tensor dh = (dhT.has_value() && dhT->defined()) ? dhT->contiguous().clone() : at::zeros({B, U}, opt);
   at::Tensor dc = (dcT.has_value() && dcT->defined()) ? dcT->contiguous().clone() : at::zeros({B, U}, opt);
   at::Tensor dz = at::empty({Tn * B, G}, opt);                      // time-major (T, B, 4U)
+  if (B > 0)    // B = 0: nothing to run; the gradients below are empty or zeros
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_backward", [&] {
     const scalar_t* gp[4];
     for (int k = 0; k < 4; ++k) gp[k] = gates[k].data_ptr<scalar_t>();
@@ -219,6 +220,7 @@ std::vector<c10::optional<at::Tensor>> gru_backward(
   const at::Tensor dout = has_dout ? time_major(*dout_) : at::Tensor();
   at::Tensor dh = (dhT.has_value() && dhT->defined()) ? dhT->contiguous().clone() : at::zeros({B, U}, opt);
   at::Tensor dgx = at::empty({Tn * B, G}, opt), dgh = at::empty({Tn * B, G}, opt);
+  if (B > 0)    // B = 0: nothing to run; the gradients below are empty or zeros
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_backward", [&] {
     const scalar_t* gp[3];
     for (int k = 0; k < 3; ++k) gp[k] = gates[k].data_ptr<scalar_t>();
@@ -258,6 +260,7 @@ std::vector<c10::optional<at::Tensor>> rnn_backward(
   const at::Tensor dout = has_dout ? time_major(*dout_) : at::Tensor();
   at::Tensor dh = (dhT.has_value() && dhT->defined()) ? dhT->contiguous().clone() : at::zeros({B, U}, opt);
   at::Tensor da = at::empty({Tn * B, U}, opt);
+  if (B > 0)    // B = 0: nothing to run; the gradients below are empty or zeros
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_rnn_backward", [&] {
     rnn_bwd_loop<scalar_t>(w_hh, Tn, B, U, out.data_ptr<scalar_t>(), has_dout ? dout.data_ptr<scalar_t>() : nullptr,
                            dh.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(), relu, need_dh0);

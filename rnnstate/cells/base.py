@@ -9,6 +9,11 @@ A cell knows one time step and nothing of time, flags or direction:
   all steps) and ``recurrent_step(xw_t, state, rec_mask=None, return_gates=False)``
 * Keras' contract ``cell(inputs, states) -> (output, new_states_list)``, so rnnstate cells also
   work where Keras cells do.
+* its kernels: ``fused_reason()`` says why the cell has no fused kernel for its configuration (None
+  when it has); a cell with kernels implements them as methods (``run_torch_op``, ``run_cell_op``,
+  ``run_torch_packed``, ``recompute_sequences``, and, with rnnstate's compiled loops,
+  ``compiled_reason``, ``run_compiled``, ``run_compiled_train``). ``rnnstate.loop.fused`` holds the
+  policy that picks one; the layer asks its cell, never its class name.
 
 Parameters are stored in torch's fused layout (``weight_ih (G*U, F)``, ``weight_hh (G*U, U)``,
 ``bias_ih``, ``bias_hh``) so the fused kernels run with no per-call re-layout; Keras' layout is
@@ -54,6 +59,20 @@ class Cell(Layer):
         states = [s if isinstance(s, torch.Tensor) else to_tensor(s, inputs.dtype, inputs.device) for s in states]
         y, new = self.step(inputs, self.state_type(*states))
         return y, list(new)
+
+    # ---- kernels ---------------------------------------------------------------------------------------
+    kernel_label = None       # "LSTM", "GRU", ...: names the cell's kernels in ``last_path``
+    onednn_kernel = False     # torch's op for this cell has a oneDNN kernel on CPU (the LSTM's)
+
+    def fused_reason(self):
+        """Why this cell can't run on a fused kernel (None when it can). A cell without kernels of its
+        own runs on the reference loop."""
+        return f"{type(self).__name__} is a custom cell; it declares no fused kernel"
+
+    def compiled_reason(self, x, state):
+        """Why rnnstate's compiled loop can't run this call (None when it can). Called only when
+        ``fused_reason()`` is None."""
+        return f"{type(self).__name__} has no compiled kernel"
 
 
 class GatedCell(Cell):
@@ -200,6 +219,45 @@ class GatedCell(Cell):
             b = self.bias_ih if not self._bias_hh_is_param() else torch.stack([self.bias_ih, self.bias_hh])
             out.append(self.bias_regularizer(b))
         return out
+
+    # ---- kernels shared by the gated cells (each cell adds its own ops) --------------------------------
+    def _torch_params(self):
+        """torch's flat RNN weights: ([w_ih, w_hh, b_ih, b_hh], has_bias)."""
+        if self.bias_ih is None:
+            return [self.weight_ih, self.weight_hh], False
+        return [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh], True
+
+    def _overrides(self, cls, *names):
+        """The first of `names` that a subclass overrides (its equations then differ from the kernels')."""
+        for n in names:
+            if getattr(type(self), n) is not getattr(cls, n):
+                return n
+        return None
+
+    def _gated_reason(self, cls):
+        """The checks the LSTM/GRU kernels share: activations tanh/sigmoid, equations not overridden."""
+        over = self._overrides(cls, "recurrent_step", "project_input")
+        if over is not None:
+            return (f"{type(self).__name__} overrides `{over}`; the fused kernels implement "
+                    f"{cls.__name__}'s equations")
+        if self.activation_name != "tanh":
+            return f"activation={self.activation_name!r}; the fused kernels need 'tanh'"
+        if self.recurrent_activation_name != "sigmoid":
+            return f"recurrent_activation={self.recurrent_activation_name!r}; the fused kernels need 'sigmoid'"
+        return None
+
+    def _compiled_inputs_reason(self, x, state, b2):
+        """Why the compiled loop can't take these tensors (None when it can): the extension, CPU,
+        float32/float64, one dtype and device for inputs, states and weights."""
+        from ..loop import fused
+        reason = fused.kernel_inputs_reason(x)
+        if reason is not None:
+            return reason
+        dt, dev = x.dtype, x.device
+        ts = [self.weight_ih, self.weight_hh, *state] + [b for b in (self.bias_ih, b2) if b is not None]
+        if any(t.dtype != dt or t.device != dev for t in ts):
+            return "inputs, states and weights differ in dtype or device"
+        return None
 
     # ---- per-sequence pieces used by the time loop ----------------------------------------------------
     def project_input(self, x):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _ext
 from .._state import GRUGates, GRUState
 from .base import GatedCell
 
@@ -25,6 +26,7 @@ class GRUCell(GatedCell):
     """
 
     kind = "gru"
+    kernel_label = "GRU"
     n_gates = 3
     state_type = GRUState
     gate_names = ("z", "r", "h")
@@ -70,3 +72,54 @@ class GRUCell(GatedCell):
         if return_gates:
             return h, GRUState(h), GRUGates(z, r, n)
         return h, GRUState(h)
+
+    # ---- kernels (policy: rnnstate.loop.fused) ---------------------------------------------------------
+    def fused_reason(self):
+        reason = self._gated_reason(GRUCell)
+        if reason is None and not self.reset_after:
+            return "reset_after=False; the fused GRU kernel implements reset_after=True only"
+        return reason
+
+    def run_torch_op(self, x, state, training=False):
+        """torch.gru (torch's native CPU loop; cuDNN on GPU) over x (B, T, F) -> (outputs, final state)."""
+        params, has_bias = self._torch_params()
+        out, h = torch.gru(x, state[0].unsqueeze(0), params, has_bias, 1, 0.0, training, False, True)
+        return out, GRUState(h.squeeze(0))
+
+    def run_torch_packed(self, data, batch_sizes, start, training=False):
+        params, has_bias = self._torch_params()
+        data, h = torch.gru(data, batch_sizes, start[0], params, has_bias, 1, 0.0, training, False)
+        return data, [h[0]]
+
+    def run_cell_op(self, x, state):
+        """torch.gru_cell step by step (short sequences) -> (outputs, final state)."""
+        h = state[0]
+        outs = []
+        for t in range(x.shape[1]):
+            h = torch.gru_cell(x[:, t], h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            outs.append(h)
+        return (h.unsqueeze(1) if len(outs) == 1 else torch.stack(outs, 1)), GRUState(h)
+
+    def compiled_reason(self, x, state):
+        return self._compiled_inputs_reason(x, state, self.bias_hh)
+
+    def run_compiled(self, x, state, *, want_states=False, want_gates=False):
+        """rnnstate's compiled GRU loop -> (outputs, final state, (h_seq,) or None, (z, r, n) or None)."""
+        out, h, gates = _ext.gru_sequence(x, state[0], self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                                          want_gates=want_gates)
+        return out, GRUState(h), ((out,) if want_states else None), gates
+
+    def run_compiled_train(self, x, state):
+        out, h = _ext.gru_train(x, state[0], self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return out, GRUState(h)
+
+    def recompute_sequences(self, x, state0, outputs, *, want_states, want_gates):
+        """Every gate of every step from the h sequence `outputs` with one batched matmul on h_{t-1}.
+        Returns ((h_seq,) or None, (z, r, n) or None)."""
+        h_prev = torch.cat([state0[0].unsqueeze(1), outputs[:, :-1]], 1)              # (B, T, U)
+        ra, a = self.recurrent_activation, self.activation
+        xr, xz, xn = self.project_input(x).chunk(3, 2)                              # (B, T, U) each
+        hr, hz, hn = torch.nn.functional.linear(h_prev, self.weight_hh, self.bias_hh).chunk(3, 2)
+        r, z = ra(xr + hr), ra(xz + hz)
+        n = a(xn + r * hn)
+        return ((outputs,) if want_states else None), ((z, r, n) if want_gates else None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _ext
 from .._state import SimpleRNNState
 from .base import GatedCell
 
@@ -14,6 +15,7 @@ class SimpleRNNCell(GatedCell):
     """
 
     kind = "simple_rnn"
+    kernel_label = "SimpleRNN"
     n_gates = 1
     state_type = SimpleRNNState
     gate_names = ()
@@ -37,3 +39,53 @@ class SimpleRNNCell(GatedCell):
         if return_gates:
             return h, SimpleRNNState(h), ()
         return h, SimpleRNNState(h)
+
+    # ---- kernels (policy: rnnstate.loop.fused) ---------------------------------------------------------
+    def fused_reason(self):
+        over = self._overrides(SimpleRNNCell, "recurrent_step", "project_input")
+        if over is not None:
+            return f"{type(self).__name__} overrides `{over}`; the fused kernels implement SimpleRNNCell's equations"
+        if self.activation_name not in ("tanh", "relu"):
+            return f"activation={self.activation_name!r}; the fused SimpleRNN kernels need 'tanh' or 'relu'"
+        return None
+
+    def _relu(self):
+        return self.activation_name == "relu"
+
+    def run_torch_op(self, x, state, training=False):
+        """torch.rnn_tanh / torch.rnn_relu over x (B, T, F) -> (outputs, final state)."""
+        params, has_bias = self._torch_params()
+        op = torch.rnn_relu if self._relu() else torch.rnn_tanh
+        out, h = op(x, state[0].unsqueeze(0), params, has_bias, 1, 0.0, training, False, True)
+        return out, SimpleRNNState(h.squeeze(0))
+
+    def run_torch_packed(self, data, batch_sizes, start, training=False):
+        params, has_bias = self._torch_params()
+        op = torch.rnn_relu if self._relu() else torch.rnn_tanh
+        data, h = op(data, batch_sizes, start[0], params, has_bias, 1, 0.0, training, False)
+        return data, [h[0]]
+
+    def run_cell_op(self, x, state):
+        op = torch.rnn_relu_cell if self._relu() else torch.rnn_tanh_cell
+        h = state[0]
+        outs = []
+        for t in range(x.shape[1]):
+            h = op(x[:, t], h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            outs.append(h)
+        return (h.unsqueeze(1) if len(outs) == 1 else torch.stack(outs, 1)), SimpleRNNState(h)
+
+    def compiled_reason(self, x, state):
+        return self._compiled_inputs_reason(x, state, self.bias_hh)
+
+    def run_compiled(self, x, state, *, want_states=False, want_gates=False):
+        out, h = _ext.rnn_sequence(x, state[0], self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                                   relu=self._relu())
+        return out, SimpleRNNState(h), ((out,) if want_states else None), None
+
+    def run_compiled_train(self, x, state):
+        out, h = _ext.rnn_train(x, state[0], self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                                relu=self._relu())
+        return out, SimpleRNNState(h)
+
+    def recompute_sequences(self, x, state0, outputs, *, want_states, want_gates):
+        return ((outputs,) if want_states else None), None

@@ -304,6 +304,13 @@ class Layer(nn.Module):
                 self.trainable = False
 
     # ---- calling -----------------------------------------------------------------------------------
+    def __prepare_scriptable__(self):
+        """torch.jit.script calls this first: rnnstate layers are Python (lazy build, Keras' call
+        conventions, kernel choice), which TorchScript's compiler can't read; refuse with what works."""
+        raise _checks.error(self, "can't be compiled by torch.jit.script (TorchScript can't read rnnstate's Python "
+                                  "layers). Use torch.compile or torch.export (the compiled kernels are registered "
+                                  "ops), or torch.jit.trace", TypeError)
+
     def __call__(self, *args, **kwargs):
         if has_symbolic(args) or has_symbolic(kwargs):
             return self._symbolic_call(args, kwargs)

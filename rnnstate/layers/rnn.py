@@ -181,6 +181,13 @@ class RNN(Layer):
         if x.dim() != 3 or x.shape[2] != self.input_dim:
             _checks.rnn_input_rank(self, tuple(x.shape))
             _checks.feature_count(self, self.input_dim, tuple(x.shape))
+        if x.shape[1] == 0:
+            _checks.no_timesteps(self, tuple(x.shape))
+        mode = fused.graph_mode(x)          # torch.compile/export/vmap, jit.trace/ONNX, or eager (None)
+        w = getattr(self._cell, "weight_ih", None)
+        if w is not None and x.dtype != w.dtype and x.is_floating_point() \
+                and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(w.dtype)               # as Keras: inputs are cast to the layer's dtype (e.g. model.double())
         B = x.shape[0]
         training = self._is_training(training)
         state = self._start_state(x, initial_state, B)
@@ -195,14 +202,33 @@ class RNN(Layer):
             mask = to_mask(self, mask, x.device)
             if tuple(mask.shape) != tuple(x.shape[:2]):
                 _checks.mask_shape(self, tuple(x.shape[:2]), tuple(mask.shape))
-            if bool(mask.all()):        # nothing masked: the same as no mask, and the fused kernels can run
+            if mode is None and bool(mask.all()):   # nothing masked: no mask, and the fused kernels can run
                 mask = None
         want_c = self.return_cell_sequence
         want_g = self.return_gate_sequences
 
         reason = self._static_reason()
         lengths = None
-        if reason is None and (rec_mask is not None or mask is not None):
+        if mode is not None:                # graph capture: one path for all shapes, no data-dependent choice
+            if reason is None and rec_mask is not None:
+                reason = fused.dynamic_reason(recurrent_dropout_active=True, mask=None)
+            elif reason is None and mask is not None:
+                reason = ("a mask under graph capture (which rows are right-padded is data, so the masked "
+                          "fast paths can't be chosen)")
+            if mode == "trace" and self.stateful:
+                _checks.not_traceable(self, "torch.jit.trace and torch.onnx.export(dynamo=False) can't capture a "
+                                            "stateful layer: its carried state would be baked into the traced "
+                                            "program as a constant. Trace it with stateful=False and pass the "
+                                            "states as inputs (initial_state) and outputs (return_state=True)")
+            if mode == "func-grad" and reason is None:
+                reason = fused.FUNC_GRAD_REASON
+            if mode == "trace" and reason is not None:
+                _checks.not_traceable(self, fused.trace_reason(reason))
+            if reason is None and mode == "compile":
+                why = fused.capture_reason(cell, x, state)
+                if why is not None:
+                    reason = f"under torch.compile/export/vmap without a compiled kernel: {why}"
+        elif reason is None and (rec_mask is not None or mask is not None):
             if rec_mask is None and not (want_c or want_g):
                 lengths = packed.right_padded_lengths(mask)
             if lengths is None:
@@ -213,6 +239,10 @@ class RNN(Layer):
                 zero_output_for_mask=self.zero_output_for_mask,
                 need_state=self.return_state or self.stateful or _context.ACTIVE)
             seqs = gates = None
+        elif reason is None and mode is not None:
+            xs = x.flip(1) if self.go_backwards else x
+            outputs, final, seqs, gates, self.last_path = fused.run_captured(
+                cell, xs, state, want_states=want_c, want_gates=want_g, training=training)
         elif reason is None:
             xs = x.flip(1) if self.go_backwards else x
             outputs, final, seqs, gates, self.last_path = fused.run_fast(
@@ -275,8 +305,8 @@ class RNN(Layer):
             if s is not None:
                 return s
         if initial_state is not None:
-            states = [to_tensor(s, x.dtype, x.device, self, "initial_state") if not isinstance(s, torch.Tensor) or
-                      (s.dtype != x.dtype and s.is_floating_point()) else s       # the input's rule, for states too
+            states = [(s if s.dtype == x.dtype or not s.is_floating_point() else s.to(x.dtype))
+                      if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device, self, "initial_state")
                       for s in _as_list(initial_state)]
             sizes = self.state_size
             if len(states) != len(sizes) or any(s.dim() != 2 or s.shape[0] != B or s.shape[1] != n

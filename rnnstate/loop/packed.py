@@ -35,7 +35,6 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import fused
-from .. import _ext
 
 
 def right_padded_lengths(mask):
@@ -55,20 +54,19 @@ def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_out
     if go_backwards:                             # each row's valid part, reversed: xs[b, k] = x[b, len_b - 1 - k]
         src = (steps[:, None] - 1 - t[None, :]).clamp(min=0)
         x = x.gather(1, src.unsqueeze(-1).expand(B, T, F))
-    lstm = type(cell).__name__ == "LSTMCell"
+    h_only = len(cell.state_names) == 1          # the state is h, which the outputs hold
     last = (steps - 1).view(B, 1, 1)
-    if not (lstm and need_state):                # full run; h (GRU, SimpleRNN: the state) at len - 1
+    if h_only or not need_state:                 # full run; h (GRU, SimpleRNN: the state) at len - 1
         out, _, _, _, kernel = fused.run_fast(cell, x, state, training=training)
         final = None
         if need_state:
             final = [out.gather(1, last.expand(B, 1, out.shape[2])).squeeze(1)]
         path = kernel.split(" (")[0] + " (right-padded mask: full run, outputs selected)"
     elif fused.compiled_reason(cell, x, state) is None:      # inference, CPU: c from the compiled loop
-        out, _, _, cs, _ = _ext.lstm_sequence(x, state[0], state[1], cell.weight_ih, cell.weight_hh, cell.bias_ih,
-                                             want_c=True, want_gates=False)
+        out, _, seqs, _ = cell.run_compiled(x, state, want_states=True)
         U = out.shape[2]
-        final = [out.gather(1, last.expand(B, 1, U)).squeeze(1), cs.gather(1, last.expand(B, 1, U)).squeeze(1)]
-        path = _ext.PATH_NAME + " (right-padded mask: full run, outputs and c selected)"
+        final = [s.gather(1, last.expand(B, 1, U)).squeeze(1) for s in seqs]
+        path = fused.compiled_path(cell).split(" (")[0] + " (right-padded mask: full run, outputs and c selected)"
     else:
         out, final = _run_packed(cell, x, state, steps, training)
         path = fused.kernel_name(x.device, cell) + " (packed sequences: right-padded mask)"
@@ -99,19 +97,8 @@ def _run_packed(cell, x, state, steps, training):
     packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     start = [s.index_select(0, order).unsqueeze(0) for s in state]
-    params, has_bias = fused._params(cell)
-    name = type(cell).__name__
-    if name == "LSTMCell":
-        data, h, c = torch.lstm(packed.data, packed.batch_sizes, (start[0], start[1]), params, has_bias, 1, 0.0,
-                                training, False)
-        final = [h[0].index_select(0, unorder), c[0].index_select(0, unorder)]
-    else:
-        if name == "GRUCell":
-            op = torch.gru
-        else:
-            op = torch.rnn_tanh if cell.activation_name == "tanh" else torch.rnn_relu
-        data, h = op(packed.data, packed.batch_sizes, start[0], params, has_bias, 1, 0.0, training, False)
-        final = [h[0].index_select(0, unorder)]
+    data, final = cell.run_torch_packed(packed.data, packed.batch_sizes, start, training=training)
+    final = [f.index_select(0, unorder) for f in final]
     out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, unorder), batch_first=True,
                                  total_length=T)
     return out, final

@@ -26,9 +26,6 @@ import torch
 # Same crossover as kParallelStepMacs in rnnstate/_ext/loops.h (measured; benchmarks/README.md).
 PARALLEL_MIN_STEP_MACS = 1 << 26
 
-_GATES = {"LSTMCell": 4, "GRUCell": 3, "SimpleRNNCell": 1}
-
-
 def _controls():
     """(omp_get_max_threads, omp_set_num_threads, MKL_Set_Num_Threads_Local or None), or None."""
     libs = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))
@@ -53,7 +50,7 @@ _CONTROLS = _controls()
 def step_macs(cell, batch: int) -> int:
     """Multiply-adds of one timestep's recurrent GEMM: batch x (gates * units) x units."""
     units = cell.units
-    return batch * _GATES.get(type(cell).__name__, 4) * units * units
+    return batch * getattr(cell, "n_gates", 4) * units * units      # the cell says its gate count
 
 
 class _SingleThreaded:

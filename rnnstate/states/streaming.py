@@ -33,7 +33,7 @@ graph so a loss can backpropagate through the states (detach them yourself for t
 
 Fast path: streaming one standard ``LSTM`` layer (``Streamer(layer)``) one step at a time, in inference,
 on CPU, with tensors in and states given as tensors, skips the model machinery and calls the compiled
-step kernel (``rnnstate._ext.lstm_step``) directly: same numbers, a fraction of the per-step cost.
+step kernel its cell declares (``LSTMCell.streaming_step()``: ``torch.ops.rnnstate.lstm_step``) directly: same numbers, a fraction of the per-step cost.
 ``stream.last_path`` says which ran.
 """
 from __future__ import annotations
@@ -129,18 +129,17 @@ class Streamer:
         """What one-step calls need to skip the model machinery, or False when they can't: a single
         LSTM layer in a configuration the fused kernels run, returning no cell/gate sequences, in
         inference without autograd, with the compiled kernel available. Decided once."""
-        from .. import _ext
         layer = self.model if self._single else None
         cell = getattr(layer, "cell", None)
-        ok = (type(cell).__name__ == "LSTMCell" and getattr(cell, "built", False) and not self.grad
-              and not self.training and not layer.go_backwards and not layer.return_cell_sequence
-              and not layer.return_gate_sequences and layer._static_reason() is None
-              and _ext.unavailable_reason() is None)
+        kernel = cell.streaming_step() if hasattr(cell, "streaming_step") and getattr(cell, "built", False) else None
+        ok = (kernel is not None and not self.grad and not self.training and not layer.go_backwards
+              and not layer.return_cell_sequence and not layer.return_gate_sequences
+              and layer._static_reason() is None and "c" in cell.state_names)
         if not ok:
             self._fast = False
         else:
             pack = layer._pack if layer.return_state else None
-            self._fast = (cell._parameters, layer.input_dim, cell.units, pack, cell.state_type, _ext._C.lstm_step)
+            self._fast = (cell._parameters, layer.input_dim, cell.units, pack, cell.state_type, kernel)
         return self._fast
 
     def _fast_step(self, fast, x, states):

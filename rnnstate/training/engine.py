@@ -117,8 +117,9 @@ class TrainingMixin:
 
     # ---- data --------------------------------------------------------------------------------
     def _device(self):
-        base = getattr(super(), "_device", None)          # Layer caches it (no per-call module walk)
-        dev = base() if base is not None else next((p.device for p in self.parameters()), None)
+        dev = self.__dict__.get("_device_cache", False)    # cached as Layer does (no per-call module walk);
+        if dev is False:                                   # no getattr(super(), ...): torch.compile reads this
+            dev = self.__dict__["_device_cache"] = next((p.device for p in self.parameters()), None)
         return dev if dev is not None else torch.device("cpu")
 
     # ---- steps -------------------------------------------------------------------------------
