@@ -27,10 +27,10 @@ def test_state_dict_keys_by_position_and_exchangeable(make):
     layers.LSTM(3), layers.Dense(7), layers.GRU(2)      # bump the process-wide name counters in between
     b = make()
     assert list(a.state_dict()) == list(b.state_dict())
-    assert all(k.startswith("layers.") for k in a.state_dict())
+    assert all(k.split(".")[0].isdigit() for k in a.state_dict())
     # the key's position is the layer's position in `model.layers` (as in nn.Sequential)
     for k, v in a.state_dict().items():
-        pos, rest = int(k.split(".")[1]), k.split(".", 2)[2]
+        pos, rest = int(k.split(".")[0]), k.split(".", 1)[1]
         assert a.layers[pos].state_dict()[rest] is not None
         assert torch.equal(a.layers[pos].state_dict()[rest], v)
     x = np.random.default_rng(0).normal(size=(B, T, F)).astype("float32")
@@ -42,8 +42,8 @@ def test_state_dict_keys_by_position_and_exchangeable(make):
 def test_sequential_built_lazily_keeps_position_keys():
     m = rs.Sequential([layers.LSTM(U), layers.Dense(1)])
     m.predict(np.zeros((B, T, F), "float32"), verbose=0)
-    assert sorted(m.state_dict()) == ["layers.0.cell.bias_ih", "layers.0.cell.weight_hh", "layers.0.cell.weight_ih",
-                                      "layers.1.bias", "layers.1.kernel"]
+    assert sorted(m.state_dict()) == ["0.cell.bias_ih", "0.cell.weight_hh", "0.cell.weight_ih",
+                                      "1.bias", "1.kernel"]
 
 
 @pytest.mark.parametrize("ctx", [torch.inference_mode, torch.no_grad])
@@ -61,6 +61,16 @@ def test_built_under_inference_mode_is_trainable(ctx, cls):
     ref(x).square().sum().backward()
     for p, q in zip(lazy.parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_models_export_and_keep_position_keys():
+    """torch's tools walk submodules by name: the positional children are ordinary submodules."""
+    from torch.export import Dim
+    m = _functional()
+    x = torch.randn(B, T, F)
+    ep = torch.export.export(m, (x,), dynamic_shapes=({0: Dim("batch")},))
+    torch.testing.assert_close(ep.module()(x[:2]), m(x[:2]))
+    assert dict(m.named_children())["1"] is m.layers[1]
 
 
 def test_model_predicted_under_inference_mode_then_fits():

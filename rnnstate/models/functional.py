@@ -370,12 +370,14 @@ class Model(TrainingMixin, SavingMixin, Layer):
 
 
 def _register_by_position(model, layers):
-    """Register `layers` as the torch submodule list ``layers``, so that ``state_dict`` keys are
-    ``layers.<position>.<param>`` (``model.layers[position]``), like ``nn.Sequential``'s: they do not
-    depend on the process-wide name counter, and a second copy of a model built in the same process
-    loads the first one's ``state_dict``. (Written to ``_modules`` directly: ``layers`` is also the
-    Keras property, which reads the same list.)"""
-    model._modules["layers"] = nn.ModuleList(layers)
+    """Register `layers` as torch submodules named by position, as ``nn.Sequential`` does, so that
+    ``state_dict`` keys are ``<position>.<param>`` (``model.layers[position]``): they do not depend on
+    the process-wide name counter, and a second copy of a model built in the same process loads the first
+    one's ``state_dict``."""
+    for name in [n for n in model._modules if n.isdigit()]:
+        del model._modules[name]
+    for i, layer in enumerate(layers):
+        model._modules[str(i)] = layer
 
 
 def _shapes_of(structure):
