@@ -9,6 +9,7 @@ import torch
 import rnnstate
 from rnnstate import GRUState, LSTMState, layers as L
 from rnnstate.states import StateStore, Streamer
+from rnnstate._symbolic import flatten
 
 from .conftest import B, F, T, U
 
@@ -325,7 +326,9 @@ def test_fast_step_falls_back_where_it_cannot_run(rng):
     x = rng.standard_normal((2, T, F)).astype("float32")
     layer(x)
     stream = Streamer(layer)
-    stream.step(x[:, 0])                                   # numpy in: the general path converts it
+    stream.step(x[:, 0])                                   # float32 numpy in: the fast path takes it as is
+    assert stream.last_path == FAST
+    stream.step(x[:, 0].astype("float64"))                 # another dtype: the general path converts it
     assert stream.last_path != FAST
     y, s = stream.step(torch.as_tensor(x[:, 0]), [torch.zeros(2, U), torch.zeros(2, U)])   # a list state
     assert stream.last_path != FAST and isinstance(s, LSTMState)
@@ -354,3 +357,26 @@ def test_token_model_with_fixed_length_streams_one_id_at_a_time():
     np.testing.assert_allclose(np.stack(outs, 1), full, atol=1e-5)
     with pytest.raises(ValueError, match="expects shape"):
         model.predict(ids[:, :3], verbose=0)              # outside streaming the declared length still holds
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("return_state", [False, True])
+def test_streamer_fast_path_takes_keras_shaped_steps(return_sequences, return_state):
+    """x_t as (B, 1, F) (what a Keras user passes) and as numpy run the compiled one-step kernel and
+    return what the general path returns for that chunk (oracle: the general path, fast path off)."""
+    layer = L.LSTM(U, return_sequences=return_sequences, return_state=return_state)
+    x = np.random.default_rng(3).standard_normal((B, 4, F)).astype("float32")
+    layer(x)
+    fast, slow = Streamer(layer), Streamer(layer)
+    slow._fast = False
+    sf = ss = None
+    for t in range(4):
+        for x_t in (x[:, t:t + 1], torch.from_numpy(x[:, t:t + 1])):
+            yf, sf_new = fast.step(x_t, sf)
+            assert fast.last_path.startswith("compiled-LSTM step"), fast.last_path
+            ys, ss_new = slow.step(x_t, ss)
+            for a, b in zip(flatten(yf), flatten(ys)):
+                assert a.shape == b.shape
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        sf, ss = sf_new, ss_new
+    torch.testing.assert_close(sf.c, ss.c, atol=1e-6, rtol=0)

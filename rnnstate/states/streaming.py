@@ -38,6 +38,7 @@ step kernel its cell declares (``LSTMCell.streaming_step()``: ``torch.ops.rnnsta
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .. import _checks
@@ -139,15 +140,21 @@ class Streamer:
             self._fast = False
         else:
             pack = layer._pack if layer.return_state else None
-            self._fast = (cell._parameters, layer.input_dim, cell.units, pack, cell.state_type, kernel)
+            self._fast = (cell._parameters, layer.input_dim, cell.units, pack, cell.state_type, kernel,
+                          layer.return_sequences)
         return self._fast
 
     def _fast_step(self, fast, x, states):
         """One step on the compiled kernel, or None when this call's inputs don't allow it (then the
         general path runs, and gives any error)."""
-        params, F, U, pack, state_type, kernel = fast
+        params, F, U, pack, state_type, kernel, sequences = fast
         w_hh = params["weight_hh"]     # looked up per call: weights replaced or moved are always seen
         dtype = w_hh.dtype
+        if type(x) is np.ndarray and x.ndim in (2, 3) and x.dtype == _NP_DTYPES.get(dtype):
+            x = torch.from_numpy(x)    # a Keras user's numpy step: no copy
+        timed = type(x) is torch.Tensor and x.dim() == 3 and x.shape[1] == 1      # (B, 1, F), as Keras passes it
+        if timed:
+            x = x[:, 0]
         if type(x) is not torch.Tensor or x.dim() != 2 or x.dtype is not dtype or x.shape[1] != F \
                 or x.device.type != "cpu" or x.requires_grad or w_hh.device.type != "cpu":
             return None
@@ -164,7 +171,8 @@ class Streamer:
             return None
         h1, c1 = kernel(x, h, c, params["weight_ih"], w_hh, params.get("bias_ih"))
         self.last_path = "compiled-LSTM step (streaming fast path)"
-        return (pack((h1, h1, c1)) if pack is not None else h1), state_type(h1, c1)
+        y = h1.unsqueeze(1) if timed and sequences else h1      # what the layer returns for a (B, 1, F) chunk
+        return (pack((y, h1, c1)) if pack is not None else y), state_type(h1, c1)
 
     # ---- running -------------------------------------------------------------------------------------------
     def step(self, x, states=None):
@@ -253,6 +261,9 @@ class Streamer:
         if self._layers is None:
             self._check()
         return vals, one_step, vals[0].shape[0]
+
+
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def np_int(v):
