@@ -37,11 +37,33 @@ def test_single_threaded_is_thread_local_and_restored(two_threads):
 
 
 def test_step_size_decides():
-    lstm = type("LSTMCell", (), {"units": 128})()
+    lstm = type("LSTMCell", (), {"units": 128, "n_gates": 4})()
     assert threads.step_macs(lstm, 32) == 32 * 4 * 128 * 128
-    assert isinstance(threads.single_threaded_below(lstm, 32), threads._SingleThreaded)
-    big = type("LSTMCell", (), {"units": 512})()
-    assert not isinstance(threads.single_threaded_below(big, 256), threads._SingleThreaded)
+    assert isinstance(threads.single_threaded_below(lstm, 1), threads._SingleThreaded)      # streaming: 65K
+    if threads._CONTROLS is not None:
+        threads._CONTENDED_UNTIL[0] = 0.0
+        assert not isinstance(threads.single_threaded_below(lstm, 32), threads._SingleThreaded)   # 2M: threaded
+
+
+def test_measured_contention_runs_single_threaded_for_a_while(monkeypatch):
+    """A threaded call much slower than the fastest of its shape marks the machine busy: the next calls
+    run single-threaded until CONTENDED_SECONDS pass, then a threaded call probes again."""
+    if threads._CONTROLS is None:
+        pytest.skip("this torch has no OpenMP runtime")
+    cell = type("LSTMCell", (), {"units": 128, "n_gates": 4})()
+    monkeypatch.setattr(threads, "_BEST", {})
+    monkeypatch.setattr(threads, "_CONTENDED_UNTIL", [0.0])
+    clock = [100.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    with threads.single_threaded_below(cell, 32, 10):       # the first threaded call sets the best time
+        pass
+    with threads.single_threaded_below(cell, 32, 10) as t:
+        t.t0 -= 1.0                                          # this one "took" a second: a stall
+    assert threads.contended()
+    assert isinstance(threads.single_threaded_below(cell, 32, 10), threads._SingleThreaded)
+    clock[0] += threads.CONTENDED_SECONDS + 0.1
+    assert not threads.contended()
+    assert isinstance(threads.single_threaded_below(cell, 32, 10), threads._Timed)          # probes again
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])

@@ -21,12 +21,11 @@ int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
 namespace rnnstate_ext {
 
 // Per-step work (multiply-adds of the recurrent GEMM, B * G * U) below which a time loop runs its steps
-// on the calling thread only. A step that forks threads joins them before the next step can start, so
-// on a busy machine one descheduled thread stalls the step for a scheduler slice (milliseconds); on the
-// 2-core benchmark machine 2 threads lost to 1 at every per-step size up to 34M multiply-adds even idle
-// of our own load (B=128, U=256; benchmarks/README.md "busy machine"). From 2^26 (B=256, U=256 LSTM)
-// a step is itself ~ a slice of work, and the threads pay. Same crossover as rnnstate.loop.threads.
-constexpr int64_t kParallelStepMacs = int64_t(1) << 26;
+// on the calling thread only: there a step's fork/join costs about what its threads save, and on a busy
+// machine a descheduled thread stalls every step for a scheduler slice. Larger steps keep the caller's
+// threads; rnnstate.loop.threads decides those per call (single-threaded while it measures contention).
+// Same threshold as rnnstate.loop.threads.PARALLEL_MIN_STEP_MACS.
+constexpr int64_t kParallelStepMacs = int64_t(1) << 18;
 
 // For its lifetime, the calling thread's OpenMP parallel regions (at::parallel_for, oneDNN) and MKL
 // calls (the per-step sgemm) use one thread, when the per-step work is below kParallelStepMacs.

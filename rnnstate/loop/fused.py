@@ -249,7 +249,7 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
     ``threads.PARALLEL_MIN_STEP_MACS`` run on the calling thread only (no per-step fork/join)."""
     if _ext.unavailable_reason() is not None:
         _ext.warn_unavailable_once()
-    with threads.single_threaded_below(cell, x.shape[0]):
+    with threads.single_threaded_below(cell, x.shape[0], x.shape[1]):
         return _run_fast(cell, x, state, want_states=want_states, want_gates=want_gates, training=training)
 
 
