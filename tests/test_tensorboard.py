@@ -34,7 +34,12 @@ def test_epoch_scalars_match_history(tmp_path):
     model, hist = _fit(tmp_path)
     train, val = _read(tmp_path / "train"), _read(tmp_path / "validation")
     assert set(train.Tags()["scalars"]) == {"epoch_loss", "epoch_mae", "epoch_learning_rate"}
-    assert set(val.Tags()["scalars"]) == {"epoch_loss", "epoch_mae"}
+    assert set(val.Tags()["scalars"]) == {"epoch_loss", "epoch_mae", "evaluation_loss_vs_iterations",
+                                          "evaluation_mae_vs_iterations"}
+    # 12 training samples / batch 8 -> 2 optimizer steps per epoch
+    steps, vals = _values(val, "evaluation_loss_vs_iterations")
+    assert steps == [2, 4]
+    np.testing.assert_allclose(vals, hist.history["val_loss"], rtol=1e-6)
     for name in ("loss", "mae"):
         steps, vals = _values(train, f"epoch_{name}")
         assert steps == [0, 1]
@@ -82,3 +87,10 @@ def test_missing_tensorboard_message(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"rnnstate\[tensorboard\]"):
         callbacks.TensorBoard()
+
+
+def test_only_rank0_writes(tmp_path, monkeypatch):
+    from rnnstate.training import distributed
+    monkeypatch.setattr(distributed, "is_chief", lambda: False)
+    _fit(tmp_path, update_freq="batch", histogram_freq=1)
+    assert not any(tmp_path.iterdir())

@@ -3,7 +3,8 @@
 Tags are Keras 3's: ``epoch_<name>`` (training logs plus ``epoch_learning_rate``) under ``log_dir/train``,
 the ``val_`` logs as ``epoch_<name>`` under ``log_dir/validation`` (step = epoch index); with
 ``update_freq="batch"`` or an int N, ``batch_<name>`` under ``train`` every N global batches (step = global
-batch index, from 1); with ``histogram_freq=N > 0``, one ``<weight path>/histogram`` per parameter every N
+batch index, from 1); ``evaluation_<name>_vs_iterations`` under ``validation`` after each evaluation
+(step = optimizer iterations); with ``histogram_freq=N > 0``, one ``<weight path>/histogram`` per parameter every N
 epochs.  Only rank 0 writes under torch.distributed.
 """
 
@@ -89,6 +90,17 @@ class TensorBoard(Callback):
             v = _scalar(value)
             if v is not None:
                 w.add_scalar(f"batch_{name}", v, self._global_train_batch)
+
+    def on_test_end(self, logs=None):
+        """Keras 3's ``evaluation_<name>_vs_iterations`` under ``validation``, step = optimizer iterations."""
+        steps = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        if steps is None or not distributed.is_chief():
+            return
+        w = self._writer("validation")
+        for name, value in (logs or {}).items():
+            v = _scalar(value)
+            if v is not None:
+                w.add_scalar(f"evaluation_{name}_vs_iterations", v, int(steps))
 
     def _learning_rate(self):
         opt = getattr(self.model, "optimizer", None)
