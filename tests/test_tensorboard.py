@@ -16,6 +16,7 @@ def _fit(tmp_path, **kw):
     x = np.random.RandomState(0).randn(16, 5, 3).astype("float32")
     y = x.sum(axis=(1, 2))[:, None]
     tb = callbacks.TensorBoard(log_dir=tmp_path, **kw)
+    assert tb.log_dir == str(tmp_path)
     hist = model.fit(x, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0, callbacks=[tb])
     return model, hist
 
@@ -62,9 +63,14 @@ def test_batch_scalars_and_histograms(tmp_path):
     assert all(np.isfinite(vals))
     # the last batch's running loss of an epoch is the epoch loss
     np.testing.assert_allclose([vals[1], vals[3]], hist.history["loss"], rtol=1e-6)
-    names = {n.replace(".", "/") + "/histogram" for n, _ in model.named_parameters()}
-    assert set(train.Tags()["histograms"]) == names
-    assert [e.step for e in train.Histograms(sorted(names)[0])] == [0, 1]
+    paths = [w.path for w in model.weights]     # Keras layout: <cell>/kernel, <cell>/recurrent_kernel, ...
+    assert len(set(paths)) == 5 and paths[-2].endswith("/kernel")
+    assert set(train.Tags()["histograms"]) == {p + "/histogram" for p in paths}
+    kernel = train.Histograms(paths[-2] + "/histogram")
+    assert [e.step for e in kernel] == [0, 1]
+    w = model.layers[-1].get_weights()[0]     # after epoch 1: the last histogram's sum and count
+    np.testing.assert_allclose(kernel[-1].histogram_value.sum, w.sum(), rtol=1e-5)
+    assert kernel[-1].histogram_value.num == w.size
 
 
 def test_update_freq_int_and_refusals(tmp_path):

@@ -4,8 +4,8 @@ Tags are Keras 3's: ``epoch_<name>`` (training logs plus ``epoch_learning_rate``
 the ``val_`` logs as ``epoch_<name>`` under ``log_dir/validation`` (step = epoch index); with
 ``update_freq="batch"`` or an int N, ``batch_<name>`` under ``train`` every N global batches (step = global
 batch index, from 1); ``evaluation_<name>_vs_iterations`` under ``validation`` after each evaluation
-(step = optimizer iterations); with ``histogram_freq=N > 0``, one ``<weight path>/histogram`` per parameter every N
-epochs.  Only rank 0 writes under torch.distributed.
+(step = optimizer iterations); with ``histogram_freq=N > 0``, one ``<weight path>/histogram`` per weight
+(``model.weights``, Keras layout: ``lstm_cell/kernel/histogram``) every N epochs.  Only rank 0 writes under torch.distributed.
 """
 
 import os
@@ -128,8 +128,12 @@ class TensorBoard(Callback):
                     w.add_scalar(f"epoch_{name}", v, epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             w = self._writer("train")
-            for name, p in self.model.named_parameters():
-                w.add_histogram(f"{name.replace('.', '/')}/histogram", p.detach().cpu().float().numpy(), epoch)
+            seen = set()
+            for i, weight in enumerate(self.model.weights):   # Keras layout and paths: `lstm_cell/kernel`
+                tag = f"{getattr(weight, 'path', None) or f'weight_{i}'}/histogram"
+                tag = tag if tag not in seen else f"{tag}_{i}"
+                seen.add(tag)
+                w.add_histogram(tag, np.asarray(weight.numpy(), dtype=np.float32), epoch)
         for w in self._writers.values():
             w.flush()
 
