@@ -8,7 +8,7 @@ import torch
 from . import _logging
 
 __all__ = ["set_random_seed", "enable_interactive_logging", "disable_interactive_logging",
-           "is_interactive_logging_enabled"]
+           "is_interactive_logging_enabled", "plot_model", "model_to_dot"]
 
 
 def enable_interactive_logging():
@@ -41,3 +41,26 @@ def set_random_seed(seed):
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=True, rankdir="TB",
+                 expand_nested=False, dpi=200, subgraph=False, show_layer_activations=False, show_trainable=False,
+                 splines="ortho", **kwargs):
+    """The model's layer graph as a ``pydot.Dot`` (needs ``pydot``); see :mod:`rnnstate.utils_plot`."""
+    from .utils_plot import model_to_dot as impl
+    return impl(model, show_shapes=show_shapes, show_dtype=show_dtype, show_layer_names=show_layer_names,
+                rankdir=rankdir, expand_nested=expand_nested, dpi=dpi, subgraph=subgraph,
+                show_layer_activations=show_layer_activations, show_trainable=show_trainable, splines=splines,
+                **kwargs)
+
+
+def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, show_layer_names=True, rankdir="TB",
+               expand_nested=False, dpi=200, show_layer_activations=False, show_trainable=False, splines="ortho",
+               **kwargs):
+    """Draw the model's layer graph into `to_file`, as ``keras.utils.plot_model`` (needs ``pydot`` and
+    Graphviz's ``dot``: ``pip install rnnstate[plot]`` plus a system Graphviz); see :mod:`rnnstate.utils_plot`."""
+    from .utils_plot import plot_model as impl
+    return impl(model, to_file=to_file, show_shapes=show_shapes, show_dtype=show_dtype,
+                show_layer_names=show_layer_names, rankdir=rankdir, expand_nested=expand_nested, dpi=dpi,
+                show_layer_activations=show_layer_activations, show_trainable=show_trainable, splines=splines,
+                **kwargs)
