@@ -46,19 +46,23 @@ def test_step_size_decides():
 
 
 def test_measured_contention_runs_single_threaded_for_a_while(monkeypatch):
-    """A threaded call much slower than the fastest of its shape marks the machine busy: the next calls
+    """Threaded calls in a row much slower than the fastest of their shape mark the machine busy: the next calls
     run single-threaded until CONTENDED_SECONDS pass, then a threaded call probes again."""
     if threads._CONTROLS is None:
         pytest.skip("this torch has no OpenMP runtime")
     cell = type("LSTMCell", (), {"units": 128, "n_gates": 4})()
     monkeypatch.setattr(threads, "_BEST", {})
     monkeypatch.setattr(threads, "_CONTENDED_UNTIL", [0.0])
+    monkeypatch.setattr(threads, "_SLOW", [0])
     clock = [100.0]
     monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
     with threads.single_threaded_below(cell, 32, 10):       # the first threaded call sets the best time
         pass
     with threads.single_threaded_below(cell, 32, 10) as t:
-        t.t0 -= 1.0                                          # this one "took" a second: a stall
+        t.t0 -= 1.0                                          # this one "took" a second: a stall ...
+    assert not threads.contended()                           # ... one noisy call is not contention
+    with threads.single_threaded_below(cell, 32, 10) as t:
+        t.t0 -= 1.0                                          # two in a row are
     assert threads.contended()
     assert isinstance(threads.single_threaded_below(cell, 32, 10), threads._SingleThreaded)
     clock[0] += threads.CONTENDED_SECONDS + 0.1

@@ -8,8 +8,8 @@ for a scheduler slice (milliseconds), e.g. a (32, 100, 32) -> LSTM(128) forward 
 * Below ``PARALLEL_MIN_STEP_MACS`` multiply-adds per step (the recurrent GEMM, B x gates*U x U: streaming,
   batch 1) a call always runs on the calling thread: the fork/join costs about what the threads save.
 * Above it a call keeps torch's threads unless contention was measured: every threaded call is timed,
-  and one slower than ``CONTENDED_RATIO`` x the fastest threaded call of the same shape marks the machine
-  busy for ``CONTENDED_SECONDS``, during which calls run single-threaded (a single-threaded loop's time
+  and ``CONTENDED_CALLS`` in a row slower than ``CONTENDED_RATIO`` x the fastest threaded call of the same
+  shape mark the machine busy for ``CONTENDED_SECONDS``, during which calls run single-threaded (a single-threaded loop's time
   follows its CPU share instead of stalling); the next threaded call after that probes again.
 
 Only thread-local settings change (OpenMP's thread count of the calling thread, which torch's
@@ -30,7 +30,8 @@ import torch
 
 # Same threshold as kParallelStepMacs in rnnstate/_ext/loops.h: B=1, U=128 (65K) and B=8, U=128 (524K)...
 PARALLEL_MIN_STEP_MACS = 1 << 18
-CONTENDED_RATIO = 2.5          # a threaded call this much slower than its best: other processes hold the cores
+CONTENDED_RATIO = 3.0          # threaded calls this much slower than their best ...
+CONTENDED_CALLS = 2            # ... this many in a row: other processes hold the cores
 CONTENDED_SECONDS = 2.0        # then single-threaded calls for this long, and a threaded probe again
 
 def _controls():
@@ -108,7 +109,12 @@ class _Timed:
             took = time.perf_counter() - self.t0
             best = _BEST.get(self.key)
             if best is not None and took > CONTENDED_RATIO * best:
-                _CONTENDED_UNTIL[0] = time.monotonic() + CONTENDED_SECONDS
+                _SLOW[0] += 1
+                if _SLOW[0] >= CONTENDED_CALLS:            # not one noisy call: a run of stalled ones
+                    _CONTENDED_UNTIL[0] = time.monotonic() + CONTENDED_SECONDS
+                    _SLOW[0] = 0
+            else:
+                _SLOW[0] = 0
             if best is None or took < best:
                 _BEST[self.key] = took
         return False
@@ -116,6 +122,7 @@ class _Timed:
 
 _BEST: dict = {}                  # (step MACs, T, autograd) -> fastest threaded call seen, seconds
 _CONTENDED_UNTIL = [0.0]          # time.monotonic() until which calls run single-threaded
+_SLOW = [0]                       # threaded calls in a row slower than CONTENDED_RATIO x their best
 
 
 def contended() -> bool:
