@@ -27,8 +27,9 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m rnnstate demo
 
+# Two pytest workers (pytest-xdist): the suite is mostly single-threaded Python, so on 2 cores this is ~1.5x faster.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The fuzz tests (tests/test_fuzz_*.py) with many more hypothesis examples than `make test` runs
 # (profiles "ci" / "fuzz" in tests/conftest.py).
