@@ -75,12 +75,12 @@ class Conv1D(Layer):
                                       f"received strides={self.strides}, dilation_rate={self.dilation_rate}.")
         if self.padding == "causal" and self.data_format == "channels_first":
             raise _checks.error(self, "`padding='causal'` needs data_format='channels_last' (as in Keras).")
-        self.activation = activations.get(activation)
+        self.activation = _checks.resolved(self, "activation", activations.get, activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        for k, v in (("kernel_initializer", kernel_initializer), ("bias_initializer", bias_initializer)):
+            setattr(self, k, _checks.resolved(self, k, initializers.get_for_weight, v))
+        for k, v in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer)):
+            setattr(self, k, _checks.resolved(self, k, regularizers.get, v))
 
     # ---- weights --------------------------------------------------------------------------------------
     def _channels(self, shape):

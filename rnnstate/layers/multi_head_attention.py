@@ -82,10 +82,12 @@ class MultiHeadAttention(Layer):
             raise _checks.error(self, f"argument `attention_axes` other than the time axis is not supported yet by "
                                       f"rnnstate; received {attention_axes!r}.", NotImplementedError)
         self.attention_axes = [1]
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_initializer = _checks.resolved(self, "kernel_initializer", initializers.get_for_weight,
+                                                   kernel_initializer)
+        self.bias_initializer = _checks.resolved(self, "bias_initializer", initializers.get_for_weight,
+                                                 bias_initializer)
+        self.kernel_regularizer = _checks.resolved(self, "kernel_regularizer", regularizers.get, kernel_regularizer)
+        self.bias_regularizer = _checks.resolved(self, "bias_regularizer", regularizers.get, bias_regularizer)
         self.seed = seed
 
     # ---- weights ---------------------------------------------------------------------------------------

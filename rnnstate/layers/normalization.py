@@ -24,6 +24,14 @@ def _axes(layer, axis, rank):
     return sorted(set(out))
 
 
+
+def _resolve_weights_args(layer, **args):
+    """``*_initializer`` / ``*_regularizer`` arguments resolved as every layer does (errors name the layer and
+    the argument; a None initializer is Keras' default)."""
+    for k, v in args.items():
+        getter = initializers.get_for_weight if k.endswith("_initializer") else regularizers.get
+        setattr(layer, k, _checks.resolved(layer, k, getter, v))
+
 class _Norm(Layer):
     def _penalties(self):
         out = []
@@ -69,10 +77,8 @@ class LayerNormalization(_Norm):
         self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
         self.epsilon = float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        _resolve_weights_args(self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
+                              beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer)
 
     def build(self, input_shape):
         self._rank = len(input_shape)
@@ -149,12 +155,10 @@ class BatchNormalization(_Norm):
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        _resolve_weights_args(self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
+                              moving_mean_initializer=moving_mean_initializer,
+                              moving_variance_initializer=moving_variance_initializer,
+                              beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer)
 
     def build(self, input_shape):
         self._rank = len(input_shape)

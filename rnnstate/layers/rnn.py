@@ -184,10 +184,6 @@ class RNN(Layer):
         if x.shape[1] == 0:
             _checks.no_timesteps(self, tuple(x.shape))
         mode = fused.graph_mode(x)          # torch.compile/export/vmap, jit.trace/ONNX, or eager (None)
-        w = getattr(self._cell, "weight_ih", None)
-        if w is not None and x.dtype != w.dtype and x.is_floating_point() \
-                and not torch.is_autocast_enabled(x.device.type):
-            x = x.to(w.dtype)               # as Keras: inputs are cast to the layer's dtype (e.g. model.double())
         B = x.shape[0]
         training = self._is_training(training)
         state = self._start_state(x, initial_state, B)

@@ -192,26 +192,27 @@ def _div(a, b):
     return torch.where(b > 0, a / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(a))
 
 
-class Precision(_Confusion):
+class _Ratio(_Confusion):
+    """``tp / (tp + counts[_other])`` over all elements, at one threshold (default 0.5)."""
+
+    _other = None
+
+    def __init__(self, thresholds=None, name=None):
+        self._thresholds = (0.5 if thresholds is None else float(thresholds),)
+        super().__init__(name=name or self._default_name)
+
+    def _from_counts(self, c):
+        return float(_div(c[0], c[0] + c[self._other])[0])
+
+
+class Precision(_Ratio):
     """Keras ``Precision(thresholds=0.5)``: ``tp / (tp + fp)`` over all elements."""
-
-    def __init__(self, thresholds=None, name="precision"):
-        self._thresholds = (0.5 if thresholds is None else float(thresholds),)
-        super().__init__(name=name)
-
-    def _from_counts(self, c):
-        return float(_div(c[0], c[0] + c[1])[0])
+    _other, _default_name = 1, "precision"
 
 
-class Recall(_Confusion):
+class Recall(_Ratio):
     """Keras ``Recall(thresholds=0.5)``: ``tp / (tp + fn)`` over all elements."""
-
-    def __init__(self, thresholds=None, name="recall"):
-        self._thresholds = (0.5 if thresholds is None else float(thresholds),)
-        super().__init__(name=name)
-
-    def _from_counts(self, c):
-        return float(_div(c[0], c[0] + c[3])[0])
+    _other, _default_name = 3, "recall"
 
 
 class AUC(_Confusion):
