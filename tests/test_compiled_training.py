@@ -213,3 +213,46 @@ def test_gru_and_rnn_training_choose_torch_for_large_batch_times_units():
         assert layer.last_path.startswith("fused-")
         assert "batch x units" in fused.compiled_train_reason(layer.cell, torch.zeros(big, 3, 2),
                                                               (torch.zeros(big, 4),))
+
+
+# Shapes around the packed small GEMM's blocks (gemm.cpp: panels of 32 columns, row blocks of 8, four
+# panels at once below 4 rows): every row tail 1..9, 16 and 33 rows, column tails (U = 7, 33, 130 ->
+# 4U = 28, 132, 520), and a step large enough to split across threads.
+@needs_ext
+@pytest.mark.parametrize("B,U", [(1, 7), (2, 33), (3, 130), (4, 8), (5, 7), (6, 33), (7, 16), (9, 130),
+                                 (16, 33), (33, 7), (64, 128)])
+def test_packed_gemm_shapes_equal_torch_ops(B, U):
+    """Forward and backward of the compiled LSTM, GRU and SimpleRNN loops (float32, T > 1: the packed
+    GEMM) against torch's own modules' values and gradients."""
+    T, F = 4, 5
+    torch.manual_seed(B * 1000 + U)
+    x = torch.randn(B, T, F, requires_grad=True)
+    wy = torch.randn(B, T, U)
+    tol = dict(atol=2e-5, rtol=2e-5)
+    m = torch.nn.LSTM(F, U, batch_first=True)
+    h0, c0 = torch.randn(B, U), torch.randn(B, U)
+    out, _ = m(x, (h0[None], c0[None]))
+    ref = _grads((out * wy).sum(), [x, m.weight_ih_l0, m.weight_hh_l0])
+    b = (m.bias_ih_l0 + m.bias_hh_l0).detach()
+    out2, _, _ = _ext.lstm_train(x, h0, c0, m.weight_ih_l0, m.weight_hh_l0, b)
+    torch.testing.assert_close(out2, out, **tol)
+    for r, g in zip(ref, _grads((out2 * wy).sum(), [x, m.weight_ih_l0, m.weight_hh_l0])):
+        torch.testing.assert_close(g, r, **tol)
+    with torch.no_grad():
+        seq = torch.ops.rnnstate.lstm_sequence(x, h0, c0, m.weight_ih_l0, m.weight_hh_l0, b, False, False)[0]
+    torch.testing.assert_close(seq, out, **tol)
+    g = torch.nn.GRU(F, U, batch_first=True)
+    out, _ = g(x, h0[None])
+    ref = _grads((out * wy).sum(), [x, g.weight_ih_l0, g.weight_hh_l0])
+    res = torch.ops.rnnstate.gru_sequence(x, h0, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0,
+                                          False, True)
+    torch.testing.assert_close(res[0], out, **tol)
+    for r, gg in zip(ref, _grads((res[0] * wy).sum(), [x, g.weight_ih_l0, g.weight_hh_l0])):
+        torch.testing.assert_close(gg, r, **tol)
+    s = torch.nn.RNN(F, U, batch_first=True)
+    out, _ = s(x, h0[None])
+    ref = _grads((out * wy).sum(), [x, s.weight_ih_l0, s.weight_hh_l0])
+    res = torch.ops.rnnstate.rnn_sequence(x, h0, s.weight_ih_l0, s.weight_hh_l0, s.bias_ih_l0, s.bias_hh_l0, False)
+    torch.testing.assert_close(res[0], out, **tol)
+    for r, gg in zip(ref, _grads((res[0] * wy).sum(), [x, s.weight_ih_l0, s.weight_hh_l0])):
+        torch.testing.assert_close(gg, r, **tol)

@@ -29,6 +29,7 @@
 #include "pointwise.h"
 
 #include "blas.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "loops.h"
 
@@ -72,8 +73,26 @@ struct RecurrentGemm {
 #ifndef RNNSTATE_DIRECT_BLAS
   at::Tensor w_t = w.t();
 #endif
-  RecurrentGemm(const at::Tensor& w_, int64_t B_) : w(w_), B(B_), G(w_.size(0)), U(w_.size(1)) {}
+  // steps: how many times add() will run. From 2 steps (float32, AVX-512) W^T is packed once for the
+  // small GEMM of gemm.h, which beats re-packing sgemm calls.
+  at::Tensor packed;
+  RecurrentGemm(const at::Tensor& w_, int64_t B_, int64_t steps = 1)
+      : w(w_), B(B_), G(w_.size(0)), U(w_.size(1)) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (steps > 1 && rnnstate_ext::fast_gemm_available()) {
+        packed = at::empty({rnnstate_ext::packed_size(G, U)}, w.options());
+        rnnstate_ext::pack_right(w.data_ptr<float>(), G, U, /*trans=*/true, packed.data_ptr<float>());
+      }
+    }
+  }
   void add(const T* h, int64_t ldh, T* z, bool acc = true) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed.defined()) {
+        rnnstate_ext::gemm_packed(B, G, U, h, ldh, packed.data_ptr<float>(), z, G, acc,
+                                  rnnstate_ext::kParallelStepMacs);
+        return;
+      }
+    }
 #ifdef RNNSTATE_DIRECT_BLAS
     // column-major view: z^T (G, B) += W (G, U; stored as (U, G) col-major, so "T") @ h^T (U, B)
     const T one = 1, beta = acc ? 1 : 0;
@@ -117,7 +136,7 @@ void lstm_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / (B * G)));
   at::Tensor xw = at::empty({chunk * B, G}, x2.options());
   const at::Tensor w_ih_t = w_ih.t();
-  RecurrentGemm<T> gemm(w_hh, B);
+  RecurrentGemm<T> gemm(w_hh, B, Tn);
   for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
@@ -250,7 +269,7 @@ void gru_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
   at::Tensor gh_t = at::empty({B, G}, x2.options());
   T* gh = gh_t.data_ptr<T>();
   const at::Tensor w_ih_t = w_ih.t();
-  RecurrentGemm<T> gemm(w_hh, B);
+  RecurrentGemm<T> gemm(w_hh, B, Tn);
   for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = xw.narrow(0, 0, n_steps * B);
@@ -338,7 +357,7 @@ void rnn_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional<
   const int64_t BU = B * U;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkElems / BU));
   const at::Tensor w_ih_t = w_ih.t();
-  RecurrentGemm<T> gemm(w_hh, B);
+  RecurrentGemm<T> gemm(w_hh, B, Tn);
   for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
     const int64_t n_steps = std::min(chunk, Tn - t0);
     at::Tensor xw_c = at::from_blob(out + t0 * BU, {n_steps * B, U}, x2.options());

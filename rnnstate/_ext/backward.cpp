@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "blas.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "loops.h"
 #include "pointwise.h"
@@ -33,8 +34,28 @@ inline void step_bwd(const double* gi, const double* gf, const double* gg, const
 }
 
 // dh (B, U) = dz (B, G) @ W (G, U) (acc: dh +=); all row-major and contiguous.
+// W (G, U) packed once for all steps of a backward loop (float32, AVX-512: gemm.h), else undefined.
 template <typename T>
-void recurrent_grad(const at::Tensor& w, int64_t B, int64_t G, int64_t U, const T* dz, T* dh, bool acc = false) {
+at::Tensor pack_recurrent(const at::Tensor& w, int64_t Tn) {
+  at::Tensor packed;
+  if constexpr (std::is_same_v<T, float>) {
+    if (Tn > 1 && rnnstate_ext::fast_gemm_available()) {
+      packed = at::empty({rnnstate_ext::packed_size(w.size(1), w.size(0))}, w.options());
+      rnnstate_ext::pack_right(w.data_ptr<float>(), w.size(1), w.size(0), /*trans=*/false, packed.data_ptr<float>());
+    }
+  }
+  return packed;
+}
+
+template <typename T>
+void recurrent_grad(const at::Tensor& w, int64_t B, int64_t G, int64_t U, const T* dz, T* dh, bool acc = false,
+                    const at::Tensor& packed = at::Tensor()) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed.defined()) {
+      rnnstate_ext::gemm_packed(B, U, G, dz, G, packed.data_ptr<float>(), dh, U, acc, rnnstate_ext::kParallelStepMacs);
+      return;
+    }
+  }
 #ifdef RNNSTATE_DIRECT_BLAS
   // column-major: dh^T (U, B) = W^T (U, G; W stored row-major is (U, G) col-major: "N") @ dz^T (G, B)
   const T one = 1, beta = acc ? 1 : 0;
@@ -68,6 +89,7 @@ template <typename T>
 void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, int64_t U, const T* cseq,
                    const T* const* gates, const T* dout, T* dh, T* dc, T* dz_all, bool need_dh0) {
   const int64_t G = 4 * U, BU = B * U;
+  const at::Tensor packed = pack_recurrent<T>(w_hh, Tn);
   StepThreads threads(B * G * U);                               // no per-step fork/join on small steps
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const T* cp = t == 0 ? c0 : cseq + (t - 1) * BU;
@@ -82,7 +104,7 @@ void lstm_bwd_loop(const at::Tensor& w_hh, const T* c0, int64_t Tn, int64_t B, i
       }
     };
     pointwise_pass(BU, body);
-    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dz, dh);   // dL/dh_{t-1}
+    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dz, dh, false, packed);   // dL/dh_{t-1}
   }
 }
 
@@ -90,6 +112,7 @@ template <typename T>
 void gru_bwd_loop(const at::Tensor& w_hh, const T* h0, int64_t Tn, int64_t B, int64_t U, const T* out,
                   const T* const* gates, const T* hn, const T* dout, T* dh, T* dgx_all, T* dgh_all, bool need_dh0) {
   const int64_t G = 3 * U, BU = B * U;
+  const at::Tensor packed = pack_recurrent<T>(w_hh, Tn);
   StepThreads threads(B * G * U);                               // no per-step fork/join on small steps
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const T* hp = t == 0 ? h0 : out + (t - 1) * BU;
@@ -105,7 +128,7 @@ void gru_bwd_loop(const at::Tensor& w_hh, const T* h0, int64_t Tn, int64_t B, in
       }
     };
     pointwise_pass(BU, body);
-    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dgh, dh, /*acc=*/true);   // + dgh_t @ W_hh
+    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, G, U, dgh, dh, /*acc=*/true, packed);   // + dgh_t @ W_hh
   }
 }
 
@@ -120,6 +143,7 @@ template <typename T>
 void rnn_bwd_loop(const at::Tensor& w_hh, int64_t Tn, int64_t B, int64_t U, const T* out, const T* dout, T* dh,
                   T* da_all, bool relu, bool need_dh0) {
   const int64_t BU = B * U;
+  const at::Tensor packed = pack_recurrent<T>(w_hh, Tn);
   StepThreads threads(B * U * U);                               // no per-step fork/join on small steps
   for (int64_t t = Tn - 1; t >= 0; --t) {
     T* da = da_all + t * BU;
@@ -128,8 +152,29 @@ void rnn_bwd_loop(const at::Tensor& w_hh, int64_t Tn, int64_t B, int64_t U, cons
       rnn_bwd(out + o + begin, dh + begin, dout ? dout + o + begin : nullptr, da + begin, end - begin, relu);
     };
     pointwise_pass(BU, body);
-    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, U, U, da, dh);      // dL/dh_{t-1} = da_t @ W_hh
+    if (t > 0 || need_dh0) recurrent_grad<T>(w_hh, B, U, U, da, dh, false, packed);      // dL/dh_{t-1} = da_t @ W_hh
   }
+}
+
+// dW_hh (G, U) = dz^T @ [h_0; h_1 .. h_{T-2}], dz (T*B, G) time-major, out (T, B, U) time-major: one
+// packed GEMM over all steps (float32, AVX-512: gemm.h; the h rows are packed straight from h0 and out),
+// else two BLAS calls.
+at::Tensor recurrent_weight_grad(const at::Tensor& dz, const at::Tensor& h0, const at::Tensor& out, int64_t Tn,
+                                 int64_t B, int64_t U) {
+  const int64_t G = dz.size(1);
+  if (dz.scalar_type() == at::kFloat && rnnstate_ext::fast_gemm_available()) {
+    at::Tensor packed = at::empty({rnnstate_ext::packed_size(U, Tn * B)}, dz.options());
+    rnnstate_ext::pack_right(h0.data_ptr<float>(), U, Tn * B, /*trans=*/false, packed.data_ptr<float>(),
+                             out.data_ptr<float>(), B);
+    at::Tensor dw = at::empty({G, U}, dz.options());
+    rnnstate_ext::gemm_packed_at(G, U, Tn * B, dz.data_ptr<float>(), G, packed.data_ptr<float>(),
+                                 dw.data_ptr<float>(), U, /*acc=*/false, rnnstate_ext::kParallelStepMacs);
+    return dw;
+  }
+  at::Tensor dw = at::mm(dz.narrow(0, 0, B).t(), h0);               // step 0 reads h_0
+  if (Tn > 1)                                                       // steps 1.. read h_0 .. h_{T-2}
+    dw.addmm_(dz.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  return dw;
 }
 
 at::Tensor time_major(const at::Tensor& seq) {       // (B, T, U) view of (T, B, U) storage, or a copy
@@ -179,9 +224,7 @@ std::vector<c10::optional<at::Tensor>> lstm_backward(
   });
   const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});     // time-major, like dz
   at::Tensor dw_ih = at::mm(dz.t(), x2);
-  at::Tensor dw_hh = at::mm(dz.narrow(0, 0, B).t(), h0);            // step 0 reads h_0
-  if (Tn > 1)                                                       // steps 1.. read h_0 .. h_{T-2}
-    dw_hh.addmm_(dz.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  at::Tensor dw_hh = recurrent_weight_grad(dz, h0, out, Tn, B, U);
   c10::optional<at::Tensor> db, dx, dh0, dc0;
   if (has_bias) db = dz.sum(0);
   if (need_dx) dx = at::mm(dz, w_ih).view({Tn, B, F}).transpose(0, 1);
@@ -230,9 +273,7 @@ std::vector<c10::optional<at::Tensor>> gru_backward(
   });
   const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
   at::Tensor dw_ih = at::mm(dgx.t(), x2);
-  at::Tensor dw_hh = at::mm(dgh.narrow(0, 0, B).t(), h0);
-  if (Tn > 1)
-    dw_hh.addmm_(dgh.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  at::Tensor dw_hh = recurrent_weight_grad(dgh, h0, out, Tn, B, U);
   c10::optional<at::Tensor> db_ih, db_hh, dx, dh0;
   if (has_bias) { db_ih = dgx.sum(0); db_hh = dgh.sum(0); }
   if (need_dx) dx = at::mm(dgx, w_ih).view({Tn, B, F}).transpose(0, 1);
@@ -267,9 +308,7 @@ std::vector<c10::optional<at::Tensor>> rnn_backward(
   });
   const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
   at::Tensor dw_ih = at::mm(da.t(), x2);
-  at::Tensor dw_hh = at::mm(da.narrow(0, 0, B).t(), h0);
-  if (Tn > 1)
-    dw_hh.addmm_(da.narrow(0, B, (Tn - 1) * B).t(), out.narrow(0, 0, Tn - 1).reshape({(Tn - 1) * B, U}));
+  at::Tensor dw_hh = recurrent_weight_grad(da, h0, out, Tn, B, U);
   c10::optional<at::Tensor> db, dx, dh0;
   if (has_bias) db = da.sum(0);
   if (need_dx) dx = at::mm(da, w_ih).view({Tn, B, F}).transpose(0, 1);
