@@ -95,6 +95,15 @@ def _inference(op, raw, *args):
         return raw(*args)
 
 
+def _train(op, fn, *args):
+    """A differentiable call: in plain eager mode through ``fn`` (the op's autograd formulas as a
+    torch.autograd.Function around the raw kernel, _ops._eager_function); under torch.compile / export /
+    vmap the op itself, which those tools trace."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_batchedtensor(args[0]):
+        return op(*args)
+    return fn.apply(*args)
+
+
 def unavailable_reason() -> str | None:
     """Why the compiled kernels can't be used in this process (None when they can)."""
     return _REASON
@@ -147,14 +156,14 @@ def gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, want_gates: b
 def lstm_train(x, h0, c0, weight_ih, weight_hh, bias_ih):
     """The LSTM loop, differentiable (the backward is compiled too: ``torch.ops.rnnstate.lstm_backward``).
     x (B, T, F) float32/float64 CPU, h0 and c0 (B, U). Returns (outputs (B, T, U), h_T, c_T)."""
-    res = _lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, True, True)
+    res = _train(_lstm_sequence, _ops.LSTMTrain, x, h0, c0, weight_ih, weight_hh, bias_ih, True, True)
     return res[0], res[1], res[2]
 
 
 def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     """GRU (reset_after=True; torch's layout, gate order r, z, n) over x (B, T, F), differentiable (the
     backward is compiled too). bias_ih and bias_hh both or neither. Returns (outputs, h_T)."""
-    res = _gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, True, True)
+    res = _train(_gru_sequence, _ops.GRUTrain, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, True, True)
     return res[0], res[1]
 
 
@@ -174,4 +183,4 @@ def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
 
 def rnn_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
     """SimpleRNN over x (B, T, F), differentiable (the backward is compiled too). Returns (outputs, h_T)."""
-    return _rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
+    return _train(_rnn_sequence, _ops.RNNTrain, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu)
