@@ -136,10 +136,7 @@ class Dense(Layer):
 
     def forward(self, x, training=None):
         _check_last(self, self.input_dim, x.shape)
-        y = x @ self.kernel                                                  # (..., U)
-        if self.bias is not None:
-            y = y + self.bias
-        return self.activation(y)
+        return self.activation(F.linear(x, self.kernel.t(), self.bias))     # (..., U): one addmm
 
 
 def _check_last(layer, expected, shape):

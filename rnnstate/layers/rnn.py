@@ -233,7 +233,8 @@ class RNN(Layer):
             outputs, final, self.last_path = packed.run(
                 cell, x, state, lengths, go_backwards=self.go_backwards, training=training,
                 zero_output_for_mask=self.zero_output_for_mask,
-                need_state=self.return_state or self.stateful or _context.ACTIVE)
+                need_state=self.return_state or self.stateful or _context.ACTIVE,
+                last_only=not self.return_sequences)
             seqs = gates = None
         elif reason is None and mode is not None:
             xs = x.flip(1) if self.go_backwards else x

@@ -45,9 +45,12 @@ def right_padded_lengths(mask):
 
 
 def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_output_for_mask=False,
-        need_state=True):
+        need_state=True, last_only=False):
     """x (B, T, F), state NamedTuple of (B, U), lengths (B,) -> (outputs (B, T, U), final state, path).
-    The final state is None when `need_state` is False and computing it would cost more."""
+    The final state is None when `need_state` is False and computing it would cost more. `last_only`
+    (return_sequences=False): outputs is (B, 1, U), the last processed step's output only, which is the
+    output of each row's last valid step in both directions (not gathering, nor differentiating, the
+    whole sequence)."""
     B, T, F = x.shape
     steps = lengths.clamp(min=1)                 # at least one step per row; empty rows are fixed at the end
     t = torch.arange(T, device=x.device)
@@ -70,7 +73,10 @@ def run(cell, x, state, lengths, *, go_backwards=False, training=False, zero_out
     else:
         out, final = _run_packed(cell, x, state, steps, training)
         path = fused.kernel_name(x.device, cell) + " (packed sequences: right-padded mask)"
-    out = _keras_outputs(out, lengths, steps, t, go_backwards, zero_output_for_mask)
+    if last_only and not zero_output_for_mask:
+        out = out.gather(1, last.expand(B, 1, out.shape[2]))
+    else:
+        out = _keras_outputs(out, lengths, steps, t, go_backwards, zero_output_for_mask)
     empty = lengths == 0
     if bool(empty.any()):                        # nothing valid: zeros out, the initial state kept
         out = torch.where(empty[:, None, None], 0.0, out)
