@@ -124,7 +124,7 @@ using rnnstate_ext::project_inputs;
 
 // Steps per chunk of the input projection: its buffer stays small (reused from the heap rather than
 // freshly mapped, and still in cache when the steps read it) while its GEMM stays large.
-constexpr int64_t kChunkElems = int64_t(1) << 20;
+constexpr int64_t kChunkElems = int64_t(1) << 16;
 
 // All sequences time-major, (T, B, U): each step reads and writes contiguous (B, U) blocks, and
 // h_{t-1} for the GEMM is the previous block of the output sequence. x2 is x time-major, (T*B, F).
