@@ -6,7 +6,8 @@
     store.save("states.safetensors"); store.load("states.safetensors")
 
 A step gathers the keys' states into one batch (zeros for keys never seen), runs the model once
-(through :class:`~rnnstate.states.Streamer`), and scatters the new states back. States live in one
+(through :class:`~rnnstate.states.Streamer`: its one-step plan where the model has one, see
+``store.streamer.path``), and scatters the new states back. States live in one
 preallocated tensor per layer and state (rows = streams), so gather and scatter are one indexing op.
 
 * **Eviction: least recently used.** With ``max_streams=N``, admitting new keys when N streams are held
@@ -160,20 +161,23 @@ class StateStore:
             self._ensure_pool(len(self._slots) - len(victims) + len(new))
             dev = self._device()
             # start states: held rows for known keys, zeros for new ones (gathered copies; nothing changes)
-            known = torch.tensor([t in self._slots for t in typed], device=dev)
             idx = torch.tensor([self._slots.get(t, 0) for t in typed], device=dev)
-            start = {name: type(st)(*[torch.where(known.unsqueeze(1), v, torch.zeros_like(v)) for v in st])
-                     for name, st in self._rows(idx).items()}
-            y, states = self.streamer._step(x, start)
+            start = self._rows(idx)
+            if new:
+                known = torch.tensor([t in self._slots for t in typed], device=dev).unsqueeze(1)
+                start = {name: type(st)(*[torch.where(known, v, torch.zeros_like(v)) for v in st])
+                         for name, st in start.items()}
+            y, states = self.streamer._run(x, start)
             self._report(victims)
             # commit: nothing below can fail on checked inputs
             for t in victims:
                 self._drop(t)
-            for k, t in zip(keys, typed):
-                if t not in self._slots:
-                    self._slots[t] = self._free.pop()
-                    self._keys[t] = k
-            idx = torch.tensor([self._slots[t] for t in typed], device=dev)
+            if new:
+                for k, t in zip(keys, typed):
+                    if t not in self._slots:
+                        self._slots[t] = self._free.pop()
+                        self._keys[t] = k
+                idx = torch.tensor([self._slots[t] for t in typed], device=dev)
             with torch.no_grad():
                 for name, st in states.items():
                     for p, v in zip(self._pool[name], st):

@@ -185,6 +185,26 @@ class Streamer:
 
     __call__ = step
 
+    def _run(self, x, states):
+        """step, with `states` a {layer_name: state} dict for every layer and the new states returned as
+        one (what StateStore runs): the step plan where it can take the call, else the model graph."""
+        fast = self._fast
+        if fast is None:
+            fast = self._fast_setup()
+        if fast:
+            if self._single:
+                name = fast.names[0]
+                res = fast.run(x, states.get(name))
+                res = None if res is None else (res[0], {name: res[1]})
+            else:
+                res = fast.run(x, states)
+            if res is not None:
+                self.last_path = fast.label
+                return res
+        out, new = self._step(x, states)
+        self.last_path = self.layers[0].last_path if self._single else "model graph"
+        return out, new
+
     def _step(self, x, states):
         """step, with the states always a {layer_name: state} dict."""
         xs, one_step, batch = self._prepare(x)
