@@ -196,13 +196,18 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   return res;
 }
 
-// One LSTM step for streaming, at the least per-call cost: x (B, F), h, c (B, U) -> (h', c'). z starts
-// as the bias, then z += x @ W_ih^T and z += h @ W_hh^T (matrix-vector products at B = 1), then the
-// loop's own pointwise pass. Same numbers as lstm_sequence over one step.
-std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& c_,
+// One step's x as (B, F): a (B, 1, F) step (what a Keras user passes) loses its time axis here, a view.
+at::Tensor step_x(const at::Tensor& x) { return x.dim() == 3 && x.size(1) == 1 ? x.select(1, 0) : x; }
+
+// One LSTM step for streaming, at the least per-call cost: x (B, F) or (B, 1, F), h, c (B, U) -> (h', c').
+// z starts as the bias, then z += x @ W_ih^T and z += h @ W_hh^T (matrix-vector products at B = 1), then
+// the loop's own pointwise pass. Same numbers as lstm_sequence over one step.
+
+std::vector<at::Tensor> lstm_step(const at::Tensor& x_in, const at::Tensor& h_, const at::Tensor& c_,
                                   const at::Tensor& w_ih_, const at::Tensor& w_hh_,
                                   const c10::optional<at::Tensor>& b_ih) {
-  TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) CPU tensor");
+  const at::Tensor x_ = step_x(x_in);
+  TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) or (B, 1, F) CPU tensor");
   TORCH_CHECK(x_.scalar_type() == at::kFloat || x_.scalar_type() == at::kDouble, "float32 or float64 only");
   const int64_t B = x_.size(0), F = x_.size(1), U = w_hh_.size(1), G = 4 * U;
   TORCH_CHECK(w_hh_.size(0) == G && w_ih_.sizes() == at::IntArrayRef({G, F}), "weight shapes");
@@ -236,12 +241,12 @@ std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, co
   return {h1, c1};
 }
 
-// The shared checks of the one-step ops: x (B, F) CPU float32/float64, h (B, U), weights (G, F) and
-// (G, U), biases (G,) or None, all of x's dtype. Returns B.
+// The shared checks of the one-step ops: x (B, F) (after step_x) CPU float32/float64, h (B, U), weights
+// (G, F) and (G, U), biases (G,) or None, all of x's dtype. Returns B.
 int64_t check_step(const char* name, const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih,
                    const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
                    const c10::optional<at::Tensor>& b_hh, int64_t n_gates) {
-  TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), name, ": x must be a (B, F) CPU tensor");
+  TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), name, ": x must be a (B, F) or (B, 1, F) CPU tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, name, ": float32 or float64 only");
   const int64_t B = x.size(0), F = x.size(1), U = w_hh.size(1), G = n_gates * U;
   TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == G && w_ih.sizes() == at::IntArrayRef({G, F}), name, ": weight shapes");
@@ -269,22 +274,23 @@ void step_input(T* z, const c10::optional<at::Tensor>& b, const at::Tensor& x, c
   gx.add(x.data_ptr<T>(), x.size(1), z, /*acc=*/bias);
 }
 
-// One GRU (reset_after=True) step for streaming: x (B, F), h (B, U) -> h'. xw = x @ W_ih^T + b_ih and
-// gh = h @ W_hh^T (matrix-vector products at B = 1), then the GRU loop's own pointwise pass (b_hh
-// added there). Same numbers as gru_sequence over one step.
-at::Tensor gru_step_fn(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
-                    const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh) {
+// One GRU (reset_after=True) step for streaming: x (B, F) or (B, 1, F), h (B, U) -> h'.
+// xw = x @ W_ih^T + b_ih and gh = h @ W_hh^T (matrix-vector products at B = 1), then the GRU loop's
+// own pointwise pass (b_hh added there). Same numbers as gru_sequence over one step.
+at::Tensor gru_step_fn(const at::Tensor& x_in, const at::Tensor& h_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
+                       const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh) {
+  const at::Tensor x_ = step_x(x_in);
   const int64_t B = check_step("gru_step", x_, h_, w_ih_, w_hh_, b_ih, b_hh, 3);
   const int64_t F = x_.size(1), U = w_hh_.size(1), G = 3 * U;
   const at::Tensor x = x_.contiguous(), h = h_.contiguous(), w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   const auto opt = x.options();
   const at::Tensor bhh = (b_hh.has_value() && b_hh->defined()) ? b_hh->contiguous() : at::zeros({G}, opt);
-  at::Tensor xw = at::empty({B, G}, opt), gh = at::empty({B, G}, opt), h1 = at::empty({B, U}, opt);
+  at::Tensor buf = at::empty({2, B, G}, opt), h1 = at::empty({B, U}, opt);     // xw, then gh
   if (B == 0) return h1;
   rnnstate_ext::StepThreads threads(B * G * (F + U));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_step", [&] {
-    scalar_t* xp = xw.data_ptr<scalar_t>();
-    scalar_t* gp = gh.data_ptr<scalar_t>();
+    scalar_t* xp = buf.data_ptr<scalar_t>();
+    scalar_t* gp = xp + B * G;
     step_input<scalar_t>(xp, b_ih, x, w_ih, B, G);
     RecurrentGemm<scalar_t> gemm(w_hh, B);
     gemm.add(h.data_ptr<scalar_t>(), U, gp, /*acc=*/false);
@@ -297,10 +303,11 @@ at::Tensor gru_step_fn(const at::Tensor& x_, const at::Tensor& h_, const at::Ten
   return h1;
 }
 
-// One SimpleRNN step for streaming: x (B, F), h (B, U) -> h' = act(x @ W_ih^T + b_ih + h @ W_hh^T + b_hh),
-// act tanh (or relu). Same numbers as rnn_sequence over one step.
-at::Tensor rnn_step_fn(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
+// One SimpleRNN step for streaming: x (B, F) or (B, 1, F), h (B, U) -> h' = act(x @ W_ih^T + b_ih +
+// h @ W_hh^T + b_hh), act tanh (or relu). Same numbers as rnn_sequence over one step.
+at::Tensor rnn_step_fn(const at::Tensor& x_in, const at::Tensor& h_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
                        const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh, bool relu) {
+  const at::Tensor x_ = step_x(x_in);
   const int64_t B = check_step("rnn_step", x_, h_, w_ih_, w_hh_, b_ih, b_hh, 1);
   const int64_t F = x_.size(1), U = w_hh_.size(1);
   const at::Tensor x = x_.contiguous(), h = h_.contiguous(), w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();

@@ -164,7 +164,7 @@ def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
 
 
 def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
-    """One LSTM step at the least per-call cost (streaming): x (B, F), h and c (B, U) float32/float64
+    """One LSTM step at the least per-call cost (streaming): x (B, F) or (B, 1, F), h and c (B, U) float32/float64
     CPU -> (h', c'). No autograd."""
     if torch.compiler.is_compiling():
         return _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
@@ -173,7 +173,8 @@ def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
 
 def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
     """One GRU step (reset_after=True; torch's layout, gate order r, z, n) at the least per-call cost
-    (streaming): x (B, F), h (B, U) float32/float64 CPU; bias_ih, bias_hh (3U,) or None -> h'. No autograd."""
+    (streaming): x (B, F) or (B, 1, F), h (B, U) float32/float64 CPU; bias_ih, bias_hh (3U,) or None -> h'.
+    No autograd."""
     if torch.compiler.is_compiling():
         return _gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
     return _gru_step_eager(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
@@ -181,7 +182,7 @@ def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
 
 def rnn_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
     """One SimpleRNN step (tanh, or relu) at the least per-call cost (streaming): x (B, F), h (B, U)
-    float32/float64 CPU; bias_ih, bias_hh (U,) or None -> h'. No autograd."""
+    float32/float64 CPU (x may be (B, 1, F)); bias_ih, bias_hh (U,) or None -> h'. No autograd."""
     if torch.compiler.is_compiling():
         return _rnn_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh, relu)
     return _rnn_step_eager(x, h, weight_ih, weight_hh, bias_ih, bias_hh, relu)

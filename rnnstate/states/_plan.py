@@ -51,6 +51,7 @@ class StepPlan:
         self.single = single            # a single layer: states are its NamedTuple, not a dict
         self.label = label
         self._zeros = {}
+        self.run = self.run_single if single else self.run_graph
 
     # ---- per step ----------------------------------------------------------------------------------------
     def _inputs(self, x):
@@ -75,7 +76,7 @@ class StepPlan:
             if d == rank:
                 if v.shape[1] != 1:
                     return None
-                v, t = v[:, 0], True
+                v, t = v.squeeze(1), True
             elif d == rank - 1:
                 t = False
             else:
@@ -129,8 +130,10 @@ class StepPlan:
         elif type(x) is not torch.Tensor:
             return None
         d = x.dim()
-        if d == 3 and x.shape[1] == 1:
-            x, timed = x.squeeze(1), True
+        if d == 3:                                # the kernels take a (B, 1, F) step as it is
+            if x.shape[1] != 1:
+                return None
+            timed = True
         elif d == 2:
             timed = False
         else:
@@ -147,9 +150,8 @@ class StepPlan:
             y = y.unsqueeze(1)
         return (y if self.structure is None else self.structure((y, *st))), st
 
-    def run(self, x, states):
-        if self.single:
-            return self.run_single(x, states)
+    def run_graph(self, x, states):
+        """``run`` for a model: the ops over the value slots."""
         got = self._inputs(x)
         if got is None:
             return None
