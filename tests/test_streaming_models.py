@@ -277,3 +277,18 @@ def test_compiled_step_ops_are_registered_torch_ops(rng):
         torch.library.opcheck(op, (x, h, w_ih, w_hh, b_ih, b_hh, *args), test_utils=("test_schema", "test_faketensor"))
         torch.testing.assert_close(op(x, h, w_ih, w_hh, b_ih, b_hh, *args), ref(x, h, w_ih, w_hh, b_ih, b_hh),
                                    atol=1e-6, rtol=0)
+
+
+def test_sequential_without_input_gets_its_plan_after_the_first_step(rng):
+    model = rnnstate.Sequential([L.GRU(4, return_sequences=True), L.Dense(2)])       # no Input: no graph yet
+    x = rng.standard_normal((2, T, F)).astype("float32")
+    stream = model.stream()
+    states, outs = None, []
+    for t in range(T):
+        y, states = stream.step(x[:, t], states)
+        outs.append(np.asarray(y))
+    assert stream.last_path.startswith("step plan") and stream.reason is None
+    np.testing.assert_allclose(np.stack(outs, 1), model.predict(x, verbose=0), atol=ATOL)
+    y0, s0 = stream.step(x[:, 0], stream.initial_states(2))                          # zero states as given
+    assert stream.last_path.startswith("step plan")
+    np.testing.assert_allclose(np.asarray(y0), outs[0], atol=ATOL)

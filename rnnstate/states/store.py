@@ -181,7 +181,7 @@ class StateStore:
             with torch.no_grad():
                 for name, st in states.items():
                     for p, v in zip(self._pool[name], st):
-                        p.index_copy_(0, idx, v.detach().to(p.dtype))
+                        p.index_copy_(0, idx, v if v.dtype == p.dtype else v.to(p.dtype))
             for t in typed:
                 self._slots.move_to_end(t)
             return y

@@ -133,6 +133,9 @@ class Streamer:
         """The one-step plan (rnnstate.states._plan), or False when this streamer can't have one (the
         reason in ``self.reason``). Decided once."""
         from . import _plan
+        if not self._single and not getattr(self.model, "_graph_ready", True):
+            self._reason = "the model has no graph yet (a Sequential never called); decided at the next step"
+            return False                     # not cached: the first step builds the graph (_prepare)
         if self.grad or self.training:
             plan, reason = None, f"{'grad=True' if self.grad else 'training=True'} (the step plan is inference-only)"
         else:
@@ -151,17 +154,15 @@ class Streamer:
     def reason(self):
         """Why one-step calls run the model graph rather than the step plan (None when they can take the
         plan: the model's every layer has a one-step form)."""
-        if self._fast is None:
-            self._fast_setup()
-        return self._reason if self._fast is False else None
+        fast = self._fast if self._fast is not None else self._fast_setup()
+        return None if fast else self._reason
 
     @property
     def path(self):
         """What one-step calls run: the plan's label (e.g. ``"step plan (compiled-LSTM step, Dense)"``),
         or ``"model graph (<reason>)"``."""
-        if self._fast is None:
-            self._fast_setup()
-        return self._fast.label if self._fast else f"model graph ({self._reason})"
+        fast = self._fast if self._fast is not None else self._fast_setup()
+        return fast.label if fast else f"model graph ({self._reason})"
 
     # ---- running -------------------------------------------------------------------------------------------
     def step(self, x, states=None):
