@@ -357,8 +357,9 @@ def main():
         print(f"  {c['case']}: path {c['path']!r}"
               + (f", max |rnnstate - torch| {c['max_abs_diff_vs_torch']:.1e}" if "max_abs_diff_vs_torch" in c else ""))
     result = {"schema": 1, "header": header, "cases": cases}
+    stamp = time.strftime('%Y%m%d-%H%M%S')
     out = a.out or (None if a.smoke else str(ROOT / "benchmarks" / "results" /
-                                            f"streaming-{bu.slug(bu.hostname())}-{time.strftime('%Y%m%d-%H%M%S')}.json"))
+                                            f"streaming-{bu.slug(bu.hostname())}-{stamp}.json"))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1))

@@ -120,7 +120,7 @@ def test_last_step_output_and_return_state_outputs(rng):
 def test_functional_dag_with_branches_and_merges(rng):
     inp = rnnstate.Input((None, F))
     a = L.LSTM(5, return_sequences=True)(inp)
-    b = L.SimpleRNN(5, return_sequences=True)(L.Dropout(0.5)(inp))
+    b = L.TimeDistributed(L.Dense(5, activation="relu"))(L.SimpleRNN(5, return_sequences=True)(L.Dropout(0.5)(inp)))
     m = L.Concatenate()([a, L.Add()([a, b])])
     g = L.GRU(3, return_sequences=True)(m)
     model = rnnstate.Model(inp, [L.Dense(2, activation="sigmoid")(g), L.Activation("relu")(L.Multiply()([a, b]))])

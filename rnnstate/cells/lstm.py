@@ -115,9 +115,9 @@ class LSTMCell(GatedCell):
         return _ext._lstm_step_eager if self.fused_reason() is None and _ext.unavailable_reason() is None else None
 
     def stream_step_fn(self):
-        """``fn(x (B, F) or (B, 1, F), state) -> (h', LSTMState(h', c'))`` on the compiled one-step kernel (no autograd),
-        the weights looked up at every call (weights replaced, updated or cast are seen); None without
-        a kernel for this configuration."""
+        """``fn(x (B, F) or (B, 1, F), state) -> (h', LSTMState(h', c'))`` on the compiled one-step kernel
+        (no autograd), the weights looked up at every call (weights replaced, updated or cast are seen);
+        None without a kernel for this configuration."""
         kernel = self.streaming_step()
         if kernel is None:
             return None

@@ -93,9 +93,9 @@ class SimpleRNNCell(GatedCell):
         return _ext._rnn_step_eager if self.fused_reason() is None and _ext.unavailable_reason() is None else None
 
     def stream_step_fn(self):
-        """``fn(x (B, F) or (B, 1, F), state) -> (h', SimpleRNNState(h'))`` on the compiled one-step kernel (no autograd),
-        the weights looked up at every call; None without a kernel for this configuration. (b_hh is
-        a zero buffer: not passed.)"""
+        """``fn(x (B, F) or (B, 1, F), state) -> (h', SimpleRNNState(h'))`` on the compiled one-step
+        kernel (no autograd), the weights looked up at every call; None without a kernel for this
+        configuration (b_hh is a zero buffer: not passed)."""
         kernel = self.streaming_step()
         if kernel is None:
             return None

@@ -13,8 +13,9 @@ What a plan covers (else ``build`` returns the reason, and the streamer runs the
 
 * layers: LSTM / GRU / SimpleRNN whose cell has a compiled kernel for its configuration (not
   ``go_backwards``, no c/gate sequences; ``return_state`` and ``return_sequences`` either way),
-  Dense, Embedding (``mask_zero=False``), Activation, Dropout / GaussianNoise / SpatialDropout1D
-  (identity in inference), Concatenate on the last axis, Add / Subtract / Multiply / Average;
+  Dense (also inside TimeDistributed), Embedding (``mask_zero=False``), Activation, Dropout /
+  GaussianNoise / SpatialDropout1D (identity in inference), Concatenate on the last axis, Add /
+  Subtract / Multiply / Average;
 * Sequential or functional graphs of those (a DAG; several inputs and outputs), each recurrent layer
   called once, with no ``initial_state`` from the graph and no mask;
 * inputs: sequences (float (B, T, F), or token ids (B, T)) given as one step, (B, F) / (B,) or
@@ -190,11 +191,11 @@ def _float_ref(xs, plan):
 
 # ---- building ----------------------------------------------------------------------------------------------
 def _classes():
-    from ..layers import core, merge, noise
+    from ..layers import core, merge, noise, wrappers
     from ..layers.rnn import RNN
     identity = (core.Dropout, noise.GaussianNoise, noise.SpatialDropout1D)
     merges = {merge.Add: "add", merge.Subtract: "sub", merge.Multiply: "mul", merge.Average: "avg"}
-    return RNN, core, merge, identity, merges
+    return RNN, core, merge, wrappers, identity, merges
 
 
 def _recurrent_reason(layer):
@@ -305,7 +306,7 @@ def build_layer(layer):
 
 def build_model(model, recurrent_layers):
     """(plan, None) for a model whose every layer has a one-step form, or (None, reason)."""
-    RNN, core, merge, identity, merges = _classes()
+    RNN, core, merge, wrappers, identity, merges = _classes()
     if not getattr(model, "_graph_ready", True) or not hasattr(model, "_nodes"):
         return None, "the model has no graph yet (a Sequential never called)"
     if model._masking:
@@ -370,8 +371,9 @@ def build_model(model, recurrent_layers):
             continue
         if len(outs) != 1:
             return None, f"{_who(layer)} returns {len(outs)} values"
-        if type(layer) is core.Dense and i is not None:
-            ops.append(_dense_op(layer, i, new_slot(outs[0])))
+        inner = layer.layer if type(layer) is wrappers.TimeDistributed else layer     # one step: the layer itself
+        if type(inner) is core.Dense and i is not None:
+            ops.append(_dense_op(inner, i, new_slot(outs[0])))
             labels.append("Dense")
         elif type(layer) is core.Embedding and i is not None and not layer.mask_zero:
             ops.append(_embedding_op(layer, i, new_slot(outs[0])))
