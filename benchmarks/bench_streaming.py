@@ -234,7 +234,7 @@ def store_case(model, F, n_streams, batch, smoke):
             _, per_states[k] = per[k].step(xr, per_states[k])
 
     def torch_store():
-        idx = torch.tensor([row_of[k] for k in nxt("t")])
+        idx = torch.from_numpy(np.array([row_of[k] for k in nxt("t")], dtype=np.int64))
         states = [tuple(p.index_select(0, idx).unsqueeze(0) for p in ps) for ps in pool]
         states = [s if len(s) == 2 else s[0] for s in states]
         _, new = stack.step(x, states)
