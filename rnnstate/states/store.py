@@ -159,18 +159,20 @@ class StateStore:
         if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
             raise _checks.store_keys(self, f"`keys` must be a list of stream keys (one per row of `x`); "
                                            f"received {type(keys).__name__} {keys!r:.60}.")
-        keys = [_norm_key(k) for k in keys]
+        keys = list(keys)
         if not keys:
             raise _checks.store_keys(self, "`keys` is empty; a step advances at least one stream (one key per "
                                            "row of `x`).")
-        typed = [_typed(k) for k in keys]
+        # typed keys; str and int keys (the usual ones) without a call each, others checked and normalized
+        typed = [("s", k) if type(k) is str else ("i", k) if type(k) is int else _typed(_norm_key(k))
+                 for k in keys]
         batch = _batch_of(x)
         if batch is not None and batch != len(keys):
             raise _checks.store_keys(self, f"`keys` has {len(keys)} entries but `x` has {batch} rows; give one "
                                            f"key per row.")
         keep = set(typed)
         if len(keep) != len(typed):
-            dup = sorted({repr(k) for k, t in zip(keys, typed) if typed.count(t) > 1})
+            dup = sorted({repr(_norm_key(k)) for k, t in zip(keys, typed) if typed.count(t) > 1})
             raise _checks.store_keys(self, f"keys repeat within one step ({', '.join(dup)}); one step advances "
                                            f"each stream once. Split them over several steps.")
         if self.max_streams is not None and len(keys) > self.max_streams:
@@ -196,7 +198,7 @@ class StateStore:
                 for k, t in zip(keys, typed):
                     if t not in self._slots:
                         self._slots[t] = self._free.pop()
-                        self._keys[t] = k
+                        self._keys[t] = _norm_key(k)
                 idx = _index([self._slots[t] for t in typed], dev)
             rows = torch.cat([v for name in self._pool for v in states[name]], 1)
             if rows.requires_grad:              # grad=True: the pool keeps values only (it never requires grad)
