@@ -215,13 +215,18 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   return res;
 }
 
-// One LSTM step for streaming, at the least per-call cost: x (B, F), h, c (B, U) -> (h', c'). z starts
-// as the bias, then z += x @ W_ih^T and z += h @ W_hh^T (matrix-vector products at B = 1), then the
-// loop's own pointwise pass. Same numbers as lstm_sequence over one step.
-std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& c_,
+// One step's x as (B, F): a (B, 1, F) step (what a Keras user passes) loses its time axis here, a view.
+at::Tensor step_x(const at::Tensor& x) { return x.dim() == 3 && x.size(1) == 1 ? x.select(1, 0) : x; }
+
+// One LSTM step for streaming, at the least per-call cost: x (B, F) or (B, 1, F), h, c (B, U) -> (h', c').
+// z starts as the bias, then z += x @ W_ih^T and z += h @ W_hh^T (matrix-vector products at B = 1), then
+// the loop's own pointwise pass. Same numbers as lstm_sequence over one step.
+
+std::vector<at::Tensor> lstm_step(const at::Tensor& x_in, const at::Tensor& h_, const at::Tensor& c_,
                                   const at::Tensor& w_ih_, const at::Tensor& w_hh_,
                                   const c10::optional<at::Tensor>& b_ih) {
-  TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) CPU tensor");
+  const at::Tensor x_ = step_x(x_in);
+  TORCH_CHECK(x_.dim() == 2 && x_.device().is_cpu(), "x must be a (B, F) or (B, 1, F) CPU tensor");
   TORCH_CHECK(x_.scalar_type() == at::kFloat || x_.scalar_type() == at::kDouble, "float32 or float64 only");
   const int64_t B = x_.size(0), F = x_.size(1), U = w_hh_.size(1), G = 4 * U;
   TORCH_CHECK(w_hh_.size(0) == G && w_ih_.sizes() == at::IntArrayRef({G, F}), "weight shapes");
@@ -253,6 +258,91 @@ std::vector<at::Tensor> lstm_step(const at::Tensor& x_, const at::Tensor& h_, co
       step(zp + r * G, U, cp + r * U, hp + r * U, cc + r * U, nullptr, nullptr, nullptr, nullptr, U);
   });
   return {h1, c1};
+}
+
+// The shared checks of the one-step ops: x (B, F) (after step_x) CPU float32/float64, h (B, U), weights
+// (G, F) and (G, U), biases (G,) or None, all of x's dtype. Returns B.
+int64_t check_step(const char* name, const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih,
+                   const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+                   const c10::optional<at::Tensor>& b_hh, int64_t n_gates) {
+  TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), name, ": x must be a (B, F) or (B, 1, F) CPU tensor");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, name, ": float32 or float64 only");
+  const int64_t B = x.size(0), F = x.size(1), U = w_hh.size(1), G = n_gates * U;
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == G && w_ih.sizes() == at::IntArrayRef({G, F}), name, ": weight shapes");
+  TORCH_CHECK(h.sizes() == at::IntArrayRef({B, U}), name, ": state shape");
+  for (const at::Tensor* t : {&h, &w_ih, &w_hh})
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device().is_cpu(), name, ": dtype/device mismatch");
+  for (const c10::optional<at::Tensor>* b : {&b_ih, &b_hh})
+    if (b->has_value() && (*b)->defined())
+      TORCH_CHECK((*b)->scalar_type() == x.scalar_type() && (*b)->device().is_cpu() && (*b)->numel() == G,
+                  name, ": bias");
+  TORCH_CHECK(B * G < (int64_t(1) << 31), name, ": too large for 32-bit BLAS");
+  return B;
+}
+
+// z (B, G) = b (G,) per row (or zeros without bias), then z += x @ W_ih^T: the input part of one step.
+template <typename T>
+void step_input(T* z, const c10::optional<at::Tensor>& b, const at::Tensor& x, const at::Tensor& w_ih,
+                int64_t B, int64_t G) {
+  const bool bias = b.has_value() && b->defined();
+  if (bias) {
+    const at::Tensor bc = b->contiguous();
+    for (int64_t r = 0; r < B; ++r) std::memcpy(z + r * G, bc.data_ptr<T>(), sizeof(T) * G);
+  }
+  RecurrentGemm<T> gx(w_ih, B);
+  gx.add(x.data_ptr<T>(), x.size(1), z, /*acc=*/bias);
+}
+
+// One GRU (reset_after=True) step for streaming: x (B, F) or (B, 1, F), h (B, U) -> h'.
+// xw = x @ W_ih^T + b_ih and gh = h @ W_hh^T (matrix-vector products at B = 1), then the GRU loop's
+// own pointwise pass (b_hh added there). Same numbers as gru_sequence over one step.
+at::Tensor gru_step_fn(const at::Tensor& x_in, const at::Tensor& h_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
+                       const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh) {
+  const at::Tensor x_ = step_x(x_in);
+  const int64_t B = check_step("gru_step", x_, h_, w_ih_, w_hh_, b_ih, b_hh, 3);
+  const int64_t F = x_.size(1), U = w_hh_.size(1), G = 3 * U;
+  const at::Tensor x = x_.contiguous(), h = h_.contiguous(), w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
+  const auto opt = x.options();
+  const at::Tensor bhh = (b_hh.has_value() && b_hh->defined()) ? b_hh->contiguous() : at::zeros({G}, opt);
+  at::Tensor buf = at::empty({2, B, G}, opt), h1 = at::empty({B, U}, opt);     // xw, then gh
+  if (B == 0) return h1;
+  rnnstate_ext::StepThreads threads(B * G * (F + U));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_step", [&] {
+    scalar_t* xp = buf.data_ptr<scalar_t>();
+    scalar_t* gp = xp + B * G;
+    step_input<scalar_t>(xp, b_ih, x, w_ih, B, G);
+    RecurrentGemm<scalar_t> gemm(w_hh, B);
+    gemm.add(h.data_ptr<scalar_t>(), U, gp, /*acc=*/false);
+    const scalar_t* hp = h.data_ptr<scalar_t>();
+    const scalar_t* bp = bhh.data_ptr<scalar_t>();
+    scalar_t* out = h1.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < B; ++r)
+      gru_step(xp + r * G, gp + r * G, bp, U, hp + r * U, out + r * U, nullptr, nullptr, nullptr, U);
+  });
+  return h1;
+}
+
+// One SimpleRNN step for streaming: x (B, F) or (B, 1, F), h (B, U) -> h' = act(x @ W_ih^T + b_ih +
+// h @ W_hh^T + b_hh), act tanh (or relu). Same numbers as rnn_sequence over one step.
+at::Tensor rnn_step_fn(const at::Tensor& x_in, const at::Tensor& h_, const at::Tensor& w_ih_, const at::Tensor& w_hh_,
+                       const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh, bool relu) {
+  const at::Tensor x_ = step_x(x_in);
+  const int64_t B = check_step("rnn_step", x_, h_, w_ih_, w_hh_, b_ih, b_hh, 1);
+  const int64_t F = x_.size(1), U = w_hh_.size(1);
+  const at::Tensor x = x_.contiguous(), h = h_.contiguous(), w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
+  const bool has_bhh = b_hh.has_value() && b_hh->defined();
+  const at::Tensor bhh = has_bhh ? b_hh->contiguous() : at::Tensor();
+  at::Tensor h1 = at::empty({B, U}, x.options());
+  if (B == 0) return h1;
+  rnnstate_ext::StepThreads threads(B * U * (F + U));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_rnn_step", [&] {
+    scalar_t* z = h1.data_ptr<scalar_t>();
+    step_input<scalar_t>(z, b_ih, x, w_ih, B, U);
+    RecurrentGemm<scalar_t> gemm(w_hh, B);
+    gemm.add(h.data_ptr<scalar_t>(), U, z);
+    rnn_step(z, has_bhh ? bhh.data_ptr<scalar_t>() : nullptr, B * U, relu, U, 0);
+  });
+  return h1;
 }
 
 // The GRU (reset_after=True) time loop, same layout as lstm_loop: G = 3U, torch's gate order r, z, n.
@@ -486,6 +576,8 @@ TORCH_LIBRARY(rnnstate, m) {
   m.def("lstm_sequence(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, bool want_c, "
         "bool want_gates) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("lstm_step(Tensor x, Tensor h, Tensor c, Tensor w_ih, Tensor w_hh, Tensor? b_ih) -> (Tensor, Tensor)");
+  m.def("gru_step(Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) -> Tensor");
+  m.def("rnn_step(Tensor x, Tensor h, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, bool relu) -> Tensor");
   // dx | (0,), dh0 | (0,), dc0 | (0,), dw_ih, dw_hh, db | (0,)
   m.def("lstm_backward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, bool has_bias, Tensor out, "
         "Tensor cseq, Tensor gate_i, Tensor gate_f, Tensor gate_g, Tensor gate_o, Tensor? dout, Tensor? dhT, "
@@ -507,6 +599,8 @@ TORCH_LIBRARY(rnnstate, m) {
 TORCH_LIBRARY_IMPL(rnnstate, CPU, m) {
   m.impl("lstm_sequence", &lstm_sequence_op);
   m.impl("lstm_step", &lstm_step_op);
+  m.impl("gru_step", &gru_step_fn);
+  m.impl("rnn_step", &rnn_step_fn);
   m.impl("lstm_backward", &lstm_backward_op);
   m.impl("gru_sequence", &gru_sequence_op);
   m.impl("gru_backward", &gru_backward_op);
@@ -514,8 +608,8 @@ TORCH_LIBRARY_IMPL(rnnstate, CPU, m) {
   m.impl("rnn_backward", &rnn_backward_op);
 }
 
-// lstm_step is inference-only (streaming): under autograd it runs below it, so its outputs never require
-// grad and the caller need not enter torch.no_grad() (the per-step cost stays the kernel's).
+// lstm_step, gru_step and rnn_step are inference-only (streaming): under autograd they run below it, so their
+// outputs never require grad and the caller need not enter torch.no_grad() (the per-step cost stays the kernel's).
 TORCH_LIBRARY_IMPL(rnnstate, Autograd, m) {
   m.impl("lstm_step", [](const at::Tensor& x, const at::Tensor& h, const at::Tensor& c, const at::Tensor& w_ih,
                          const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih) {
@@ -525,6 +619,22 @@ TORCH_LIBRARY_IMPL(rnnstate, Autograd, m) {
                                                                    const at::Tensor&, const c10::optional<at::Tensor>&)>();
     at::AutoDispatchBelowADInplaceOrView below;
     return op.call(x, h, c, w_ih, w_hh, b_ih);
+  });
+  m.impl("gru_step", [](const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh) {
+    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("rnnstate::gru_step", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                           const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&)>();
+    at::AutoDispatchBelowADInplaceOrView below;
+    return op.call(x, h, w_ih, w_hh, b_ih, b_hh);
+  });
+  m.impl("rnn_step", [](const at::Tensor& x, const at::Tensor& h, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh, bool relu) {
+    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("rnnstate::rnn_step", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                           const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&, bool)>();
+    at::AutoDispatchBelowADInplaceOrView below;
+    return op.call(x, h, w_ih, w_hh, b_ih, b_hh, relu);
   });
 }
 

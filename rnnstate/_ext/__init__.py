@@ -10,8 +10,9 @@ module registers their fake (shape) kernels, their autograd formulas and their v
 
 ``lstm_sequence`` is the LSTM time loop writing h_t, c_t and, when asked, the gates i, f, g, o of every
 step straight into (B, T, U) outputs; ``gru_sequence`` the same for the GRU (reset_after=True): h_t and,
-when asked, the gates z, r, n; ``rnn_sequence`` the SimpleRNN's loop (tanh or relu); ``lstm_step`` one
-LSTM step for streaming. Same numbers as ``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
+when asked, the gates z, r, n; ``rnn_sequence`` the SimpleRNN's loop (tanh or relu); ``lstm_step``,
+``gru_step`` and ``rnn_step`` one step of each for streaming. Same numbers as
+``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
 These wrappers are inference-only (in eager mode they call the CPU kernel below autograd);
 ``lstm_train`` / ``gru_train`` / ``rnn_train`` are differentiable (the op's registered autograd, whose
 backward is compiled too: ``torch.ops.rnnstate.*_backward``, backward.cpp).
@@ -79,6 +80,10 @@ if _C is not None:
     # the op's C++ entry, without OpOverload.__call__'s Python frame: what the eager streaming fast path
     # calls per step (measured: the same per-call time as a direct pybind11 binding; the frame adds ~20%)
     _lstm_step_eager = getattr(_lstm_step, "_op", _lstm_step)
+    _gru_step = torch.ops.rnnstate.gru_step.default
+    _gru_step_eager = getattr(_gru_step, "_op", _gru_step)
+    _rnn_step = torch.ops.rnnstate.rnn_step.default
+    _rnn_step_eager = getattr(_rnn_step, "_op", _rnn_step)
     _gru_sequence = torch.ops.rnnstate.gru_sequence.default
     _gru_sequence_raw = _gru_sequence._op
     _rnn_sequence = torch.ops.rnnstate.rnn_sequence.default
@@ -168,11 +173,28 @@ def gru_train(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
 
 
 def lstm_step(x, h, c, weight_ih, weight_hh, bias_ih):
-    """One LSTM step at the least per-call cost (streaming): x (B, F), h and c (B, U) float32/float64
+    """One LSTM step at the least per-call cost (streaming): x (B, F) or (B, 1, F), h and c (B, U) float32/float64
     CPU -> (h', c'). No autograd."""
     if torch.compiler.is_compiling():
         return _lstm_step(x, h, c, weight_ih, weight_hh, bias_ih)
     return _lstm_step_eager(x, h, c, weight_ih, weight_hh, bias_ih)
+
+
+def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    """One GRU step (reset_after=True; torch's layout, gate order r, z, n) at the least per-call cost
+    (streaming): x (B, F) or (B, 1, F), h (B, U) float32/float64 CPU; bias_ih, bias_hh (3U,) or None -> h'.
+    No autograd."""
+    if torch.compiler.is_compiling():
+        return _gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+    return _gru_step_eager(x, h, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+def rnn_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):
+    """One SimpleRNN step (tanh, or relu) at the least per-call cost (streaming): x (B, F), h (B, U)
+    float32/float64 CPU (x may be (B, 1, F)); bias_ih, bias_hh (U,) or None -> h'. No autograd."""
+    if torch.compiler.is_compiling():
+        return _rnn_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh, relu)
+    return _rnn_step_eager(x, h, weight_ih, weight_hh, bias_ih, bias_hh, relu)
 
 
 def rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, relu: bool):

@@ -47,6 +47,16 @@ def _lstm_step_fake(x, h, c, w_ih, w_hh, b_ih):
     return x.new_empty((B, U)), x.new_empty((B, U))
 
 
+@register_fake("rnnstate::gru_step")
+def _gru_step_fake(x, h, w_ih, w_hh, b_ih, b_hh):
+    return x.new_empty((x.shape[0], w_hh.shape[1]))
+
+
+@register_fake("rnnstate::rnn_step")
+def _rnn_step_fake(x, h, w_ih, w_hh, b_ih, b_hh, relu):
+    return x.new_empty((x.shape[0], w_hh.shape[1]))
+
+
 def _dx(x, need_dx):
     return _seq(x, x.shape[2]) if need_dx else _none(x)
 
@@ -193,9 +203,23 @@ def _vmap_rule(op, n_batched, n_tensors, present):
     return rule
 
 
+def _one_output(rule):
+    """A tuple-output vmap rule (of an op wrapped to return a 1-tuple) as a single-output op's rule."""
+
+    def one(info, in_dims, *args):
+        res, dims = rule(info, in_dims, *args)
+        return res[0], dims[0]
+
+    return one
+
+
 register_vmap("rnnstate::lstm_sequence", _vmap_rule(ops.lstm_sequence.default, 3, 6,
                                                     lambda want_c, want_g: (True, True, True, want_c) + (want_g,) * 4))
 register_vmap("rnnstate::lstm_step", _vmap_rule(ops.lstm_step.default, 3, 6, lambda: (True, True)))
+register_vmap("rnnstate::gru_step", _one_output(_vmap_rule(lambda *a: (ops.gru_step.default(*a),), 2, 6,
+                                                        lambda: (True,))))
+register_vmap("rnnstate::rnn_step", _one_output(_vmap_rule(lambda *a: (ops.rnn_step.default(*a),), 2, 6,
+                                                        lambda relu: (True,))))
 register_vmap("rnnstate::gru_sequence", _vmap_rule(ops.gru_sequence.default, 2, 6,
                                                    lambda want_g, train: (True, True) + (want_g or train,) * 3
                                                    + (train,)))

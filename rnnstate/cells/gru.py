@@ -113,6 +113,24 @@ class GRUCell(GatedCell):
         out, h = _ext.gru_train(x, state[0], self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return out, GRUState(h)
 
+    def streaming_step(self):
+        """The one-step kernel for eager streaming, ``(x (B, F), h, w_ih, w_hh, b_ih, b_hh) -> h'``
+        (``torch.ops.rnnstate.gru_step``, no autograd), or None."""
+        return _ext._gru_step_eager if self.fused_reason() is None and _ext.unavailable_reason() is None else None
+
+    def stream_step_fn(self):
+        """``fn(x (B, F) or (B, 1, F), state) -> (h', GRUState(h'))`` on the compiled one-step kernel (no autograd),
+        the weights looked up at every call; None without a kernel for this configuration."""
+        kernel = self.streaming_step()
+        if kernel is None:
+            return None
+        p, st = self._parameters, GRUState
+
+        def fn(x, state):
+            h = kernel(x, state[0], p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+            return h, st(h)
+        return fn
+
     def recompute_sequences(self, x, state0, outputs, *, want_states, want_gates):
         """Every gate of every step from the h sequence `outputs` with one batched matmul on h_{t-1}.
         Returns ((h_seq,) or None, (z, r, n) or None)."""

@@ -114,6 +114,20 @@ class LSTMCell(GatedCell):
         (``torch.ops.rnnstate.lstm_step``, no autograd), or None."""
         return _ext._lstm_step_eager if self.fused_reason() is None and _ext.unavailable_reason() is None else None
 
+    def stream_step_fn(self):
+        """``fn(x (B, F) or (B, 1, F), state) -> (h', LSTMState(h', c'))`` on the compiled one-step kernel
+        (no autograd), the weights looked up at every call (weights replaced, updated or cast are seen);
+        None without a kernel for this configuration."""
+        kernel = self.streaming_step()
+        if kernel is None:
+            return None
+        p, st = self._parameters, LSTMState
+
+        def fn(x, state):
+            h, c = kernel(x, state[0], state[1], p["weight_ih"], p["weight_hh"], p.get("bias_ih"))
+            return h, st(h, c)
+        return fn
+
     def recompute_sequences(self, x, state0, outputs, *, want_states, want_gates):
         """From the h sequence `outputs` (B, T, U): every gate of every step with one batched matmul on
         h_{t-1}, and c_t = f_t * c_{t-1} + i_t * g_t (one fused multiply-add per step). Returns

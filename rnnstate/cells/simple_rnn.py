@@ -87,5 +87,24 @@ class SimpleRNNCell(GatedCell):
                                 relu=self._relu())
         return out, SimpleRNNState(h)
 
+    def streaming_step(self):
+        """The one-step kernel for eager streaming, ``(x (B, F), h, w_ih, w_hh, b_ih, b_hh, relu) -> h'``
+        (``torch.ops.rnnstate.rnn_step``, no autograd), or None."""
+        return _ext._rnn_step_eager if self.fused_reason() is None and _ext.unavailable_reason() is None else None
+
+    def stream_step_fn(self):
+        """``fn(x (B, F) or (B, 1, F), state) -> (h', SimpleRNNState(h'))`` on the compiled one-step
+        kernel (no autograd), the weights looked up at every call; None without a kernel for this
+        configuration (b_hh is a zero buffer: not passed)."""
+        kernel = self.streaming_step()
+        if kernel is None:
+            return None
+        p, st, relu = self._parameters, SimpleRNNState, self._relu()
+
+        def fn(x, state):
+            h = kernel(x, state[0], p["weight_ih"], p["weight_hh"], p.get("bias_ih"), None, relu)
+            return h, st(h)
+        return fn
+
     def recompute_sequences(self, x, state0, outputs, *, want_states, want_gates):
         return ((outputs,) if want_states else None), None

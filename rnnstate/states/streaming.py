@@ -31,14 +31,16 @@ Semantics (what "equal to the full run" means):
 By default a step runs without autograd (``torch.no_grad``) in inference mode; ``grad=True`` keeps the
 graph so a loss can backpropagate through the states (detach them yourself for truncated BPTT).
 
-Fast path: streaming one standard ``LSTM`` layer (``Streamer(layer)``) one step at a time, in inference,
-on CPU, with tensors in and states given as tensors, skips the model machinery and calls the compiled
-step kernel its cell declares (``LSTMCell.streaming_step()``: ``torch.ops.rnnstate.lstm_step``) directly: same numbers, a fraction of the per-step cost.
-``stream.last_path`` says which ran.
+Fast path (the step plan, rnnstate.states._plan): one step at a time, in inference, on CPU, a model
+whose every layer has a one-step form (LSTM / GRU / SimpleRNN with compiled kernels, Dense, Embedding,
+Activation, Dropout, merges; Sequential or functional) skips the model machinery: a flat list of
+per-layer step functions built once, the recurrent ones calling the compiled step kernel their cell
+declares (``torch.ops.rnnstate.lstm_step`` / ``gru_step`` / ``rnn_step``). Same numbers, a fraction of
+the per-step cost. ``stream.path`` says which path one-step calls take, ``stream.reason`` why not the
+plan, and ``stream.last_path`` which one ran.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import _checks
@@ -67,7 +69,8 @@ class Streamer:
         self._single = isinstance(model, (RNN, Bidi))
         self._checked = False
         self._layers = None
-        self._fast = None           # the layer, when one-step calls can take the fast path (see _fast_layer)
+        self._fast = None           # the one-step plan (None: not decided yet; False: none, see `reason`)
+        self._reason = None
         self.last_path = None
 
     # ---- structure ---------------------------------------------------------------------------------------
@@ -127,52 +130,39 @@ class Streamer:
         return out
 
     def _fast_setup(self):
-        """What one-step calls need to skip the model machinery, or False when they can't: a single
-        LSTM layer in a configuration the fused kernels run, returning no cell/gate sequences, in
-        inference without autograd, with the compiled kernel available. Decided once."""
-        layer = self.model if self._single else None
-        cell = getattr(layer, "cell", None)
-        kernel = cell.streaming_step() if hasattr(cell, "streaming_step") and getattr(cell, "built", False) else None
-        ok = (kernel is not None and not self.grad and not self.training and not layer.go_backwards
-              and not layer.return_cell_sequence and not layer.return_gate_sequences
-              and layer._static_reason() is None and "c" in cell.state_names)
-        if not ok:
-            self._fast = False
+        """The one-step plan (rnnstate.states._plan), or False when this streamer can't have one (the
+        reason in ``self.reason``). Decided once."""
+        from . import _plan
+        if not self._single and not getattr(self.model, "_graph_ready", True):
+            self._reason = "the model has no graph yet (a Sequential never called); decided at the next step"
+            return False                     # not cached: the first step builds the graph (_prepare)
+        if self.grad or self.training:
+            plan, reason = None, f"{'grad=True' if self.grad else 'training=True'} (the step plan is inference-only)"
         else:
-            pack = layer._pack if layer.return_state else None
-            self._fast = (cell._parameters, layer.input_dim, cell.units, pack, cell.state_type, kernel,
-                          layer.return_sequences)
+            try:
+                layers = self.layers
+            except ValueError as e:           # not streamable: the general path raises it at the step
+                plan, reason = None, str(e)
+            else:
+                plan, reason = (_plan.build_layer(self.model) if self._single
+                                else _plan.build_model(self.model, layers))
+        self._fast = plan or False
+        self._reason = reason
         return self._fast
 
-    def _fast_step(self, fast, x, states):
-        """One step on the compiled kernel, or None when this call's inputs don't allow it (then the
-        general path runs, and gives any error)."""
-        params, F, U, pack, state_type, kernel, sequences = fast
-        w_hh = params["weight_hh"]     # looked up per call: weights replaced or moved are always seen
-        dtype = w_hh.dtype
-        if type(x) is np.ndarray and x.ndim in (2, 3) and x.dtype == _NP_DTYPES.get(dtype):
-            x = torch.from_numpy(x)    # a Keras user's numpy step: no copy
-        timed = type(x) is torch.Tensor and x.dim() == 3 and x.shape[1] == 1      # (B, 1, F), as Keras passes it
-        if timed:
-            x = x[:, 0]
-        if type(x) is not torch.Tensor or x.dim() != 2 or x.dtype is not dtype or x.shape[1] != F \
-                or x.device.type != "cpu" or x.requires_grad or w_hh.device.type != "cpu":
-            return None
-        B = x.shape[0]
-        if states is None:
-            h = c = x.new_zeros(B, U)
-        elif isinstance(states, tuple) and len(states) == 2:
-            h, c = states
-            if not (type(h) is torch.Tensor and type(c) is torch.Tensor and h.shape == c.shape == (B, U)
-                    and h.dtype is dtype and c.dtype is dtype and h.device == c.device == x.device
-                    and not (h.requires_grad or c.requires_grad)):
-                return None
-        else:
-            return None
-        h1, c1 = kernel(x, h, c, params["weight_ih"], w_hh, params.get("bias_ih"))
-        self.last_path = "compiled-LSTM step (streaming fast path)"
-        y = h1.unsqueeze(1) if timed and sequences else h1      # what the layer returns for a (B, 1, F) chunk
-        return (pack((y, h1, c1)) if pack is not None else y), state_type(h1, c1)
+    @property
+    def reason(self):
+        """Why one-step calls run the model graph rather than the step plan (None when they can take the
+        plan: the model's every layer has a one-step form)."""
+        fast = self._fast if self._fast is not None else self._fast_setup()
+        return None if fast else self._reason
+
+    @property
+    def path(self):
+        """What one-step calls run: the plan's label (e.g. ``"step plan (compiled-LSTM step, Dense)"``),
+        or ``"model graph (<reason>)"``."""
+        fast = self._fast if self._fast is not None else self._fast_setup()
+        return fast.label if fast else f"model graph ({self._reason})"
 
     # ---- running -------------------------------------------------------------------------------------------
     def step(self, x, states=None):
@@ -183,8 +173,9 @@ class Streamer:
         if fast is None:
             fast = self._fast_setup()
         if fast:
-            res = self._fast_step(fast, x, states)
+            res = fast.run(x, states)
             if res is not None:
+                self.last_path = fast.label
                 return res
         out, new = self._step(x, states)
         if self._single:
@@ -194,6 +185,26 @@ class Streamer:
         return out, new
 
     __call__ = step
+
+    def _run(self, x, states):
+        """step, with `states` a {layer_name: state} dict for every layer and the new states returned as
+        one (what StateStore runs): the step plan where it can take the call, else the model graph."""
+        fast = self._fast
+        if fast is None:
+            fast = self._fast_setup()
+        if fast:
+            if self._single:
+                name = fast.names[0]
+                res = fast.run(x, states.get(name))
+                res = None if res is None else (res[0], {name: res[1]})
+            else:
+                res = fast.run(x, states)
+            if res is not None:
+                self.last_path = fast.label
+                return res
+        out, new = self._step(x, states)
+        self.last_path = self.layers[0].last_path if self._single else "model graph"
+        return out, new
 
     def _step(self, x, states):
         """step, with the states always a {layer_name: state} dict."""
@@ -263,7 +274,6 @@ class Streamer:
         return vals, one_step, vals[0].shape[0]
 
 
-_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def np_int(v):
