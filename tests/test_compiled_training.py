@@ -99,20 +99,22 @@ def test_layer_training_uses_compiled_path_and_equals_reference_loop(go_backward
 
 @needs_ext
 def test_path_choice_by_size_and_reason():
-    """Short sequences at batch >= 8 run compiled; long ones, batch < 8 and no autograd do not."""
-    a, _, x, _ = _pair(8, fused.COMPILED_TRAIN_MAX_STEPS, 3, 4, return_sequences=True)
+    """Training steps up to COMPILED_TRAIN_MAX_STEP_MACS run compiled at any length and batch; larger
+    steps and calls without autograd do not."""
+    a, _, x, _ = _pair(8, 40, 3, 4, return_sequences=True)
     a(x)
     assert a.last_path == fused.COMPILED_TRAIN_PATH
-    a(torch.randn(8, fused.COMPILED_TRAIN_MAX_STEPS + 1, 3, requires_grad=True))
-    assert a.last_path.startswith("fused-")
-    a(torch.randn(fused.COMPILED_TRAIN_MIN_BATCH - 1, 5, 3, requires_grad=True))
+    a(torch.randn(1, 5, 3, requires_grad=True))
+    assert a.last_path == fused.COMPILED_TRAIN_PATH
+    big = fused.COMPILED_TRAIN_MAX_STEP_MACS // (4 * 4 * 4) + 1          # rows of a step over the limit
+    a(torch.randn(big, 2, 3, requires_grad=True))
     assert a.last_path.startswith("fused-")
     with torch.no_grad():
         a(torch.randn(8, 20, 3))
     assert a.last_path.startswith("fused-")
     cell = a.cell
-    assert "timesteps" in fused.compiled_train_reason(cell, torch.zeros(8, 40, 3), (torch.zeros(8, 4),) * 2)
-    assert "batch 2" in fused.compiled_train_reason(cell, torch.zeros(2, 4, 3), (torch.zeros(2, 4),) * 2)
+    assert "multiply-adds" in fused.compiled_train_reason(cell, torch.zeros(big, 4, 3), (torch.zeros(big, 4),) * 2)
+    assert fused.compiled_train_reason(cell, torch.zeros(2, 400, 3), (torch.zeros(2, 4),) * 2) is None
     assert "dtype" in fused.compiled_train_reason(cell, torch.zeros(8, 4, 3, dtype=torch.float16),
                                                   (torch.zeros(8, 4),) * 2)
 
