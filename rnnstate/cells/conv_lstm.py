@@ -32,6 +32,7 @@ from .base import Cell, _act_name
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 PADDINGS = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
+_MAX_INT = 2 ** 31 - 1
 _NOT_YET = ("kernel_constraint", "recurrent_constraint", "bias_constraint")
 
 
@@ -56,7 +57,11 @@ def _int_tuple(owner, arg, value, n):
     if len(vals) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
         raise _checks.error(owner, f"argument `{arg}` must be an integer or a tuple of {n} integers; "
                                    f"received {value!r}.")
-    return tuple(_checks.positive_int(owner, arg, v) for v in vals)
+    out = tuple(_checks.positive_int(owner, arg, v) for v in vals)
+    if max(out) > _MAX_INT:
+        raise _checks.error(owner, f"argument `{arg}` must hold integers of at most {_MAX_INT} (torch's conv "
+                                   f"limit); received {value!r}.")
+    return out
 
 
 class ConvLSTMCell(Cell):
@@ -117,7 +122,8 @@ class ConvLSTMCell(Cell):
         self.seed = _checks.seed(me, seed)
         self._generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         k = math.prod(self.kernel_size)
-        _checks.weights_fit(me, "filters", self.filters, f"the recurrent kernel ({', '.join(map(str, self.kernel_size))}"
+        self._size_arg = ("kernel_size", self.kernel_size) if k >= self.filters else ("filters", self.filters)
+        _checks.weights_fit(me, *self._size_arg, f"the recurrent kernel ({', '.join(map(str, self.kernel_size))}"
                             f", {self.filters}, {4 * self.filters})", k * self.filters * 4 * self.filters)
         self.units = self.filters               # the LSTM's name for the channel count of h and c
         self.state_size = [self.filters, self.filters]
@@ -159,13 +165,13 @@ class ConvLSTMCell(Cell):
                                     f"for one step.")
         out = self.step_output_shape(step_shape)[1:]
         if 0 in out:
-            raise _checks.error(me, f"with kernel_size={self.kernel_size}, dilation_rate={self.dilation_rate} and "
-                                    f"padding={self.padding!r}, an input step of spatial shape {spatial} leaves no "
+            raise _checks.error(me, f"with kernel_size={self.kernel_size}, strides={self.strides}, dilation_rate="
+                                    f"{self.dilation_rate} and padding={self.padding!r}, an input step of spatial shape {spatial} leaves no "
                                     f"output (state shape {out}); expected spatial dims of at least the kernel's "
                                     f"span, or padding='same'.")
         self.input_dim = int(ch)
         F4, K = 4 * self.filters, self.kernel_size
-        _checks.weights_fit(me, "filters", self.filters, f"with {self.input_dim} input channels, the kernel and "
+        _checks.weights_fit(me, *self._size_arg, f"with {self.input_dim} input channels, the kernel and "
                             f"recurrent kernel", math.prod(K) * (self.input_dim + self.filters) * F4)
         self.state_shapes = [tuple(out)] * 2
         to_torch = (self.rank + 1, self.rank, *range(self.rank))      # Keras (*K, C, 4F) -> torch (4F, C, *K)
