@@ -282,3 +282,23 @@ def test_errors_name_layer_argument_expected_and_received(x2):
     sym = rnnstate.Input((T, H, W, C))
     with pytest.raises(ValueError, match=r"ConvLSTM1D.*4-D input"):
         L.ConvLSTM1D(2, 3)(sym)
+
+
+def test_bidirectional_and_streaming(x1, rng):
+    """Bidirectional(ConvLSTM1D) as Keras'; `model.stream()` steps give the layer's sequence."""
+    kl = keras.layers.Bidirectional(keras.layers.ConvLSTM1D(FL, 3, padding="same", return_sequences=True, **FAST))
+    rl = L.Bidirectional(L.ConvLSTM1D(FL, 3, padding="same", return_sequences=True))
+    kl(x1)
+    rl(x1)
+    w = random_weights(kl, rng)
+    kl.set_weights(w)
+    rl.set_weights(w)
+    close(rl(x1), kl(x1))
+    inp = rnnstate.Input((T, H, C))
+    model = rnnstate.Model(inp, L.ConvLSTM1D(FL, 3, return_sequences=True)(inp))
+    want = model.predict(x1)
+    stream, states, ys = model.stream(), None, []
+    for t in range(T):
+        y, states = stream.step(x1[:, t], states)
+        ys.append(np.asarray(y))
+    close(np.stack(ys, 1), want)

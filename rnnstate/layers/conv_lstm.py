@@ -67,8 +67,15 @@ class ConvLSTM(_CellLayer):
                          go_backwards=go_backwards, stateful=stateful, path=path, **rnn_kw, **layer_kw)
 
     # ---- shapes ---------------------------------------------------------------------------------------
+    @property
+    def _input_ndim(self):
+        return self.rank + 3         # (B, T, *S, C)
+
+    def _check_rank(self, owner, shape):
+        _checks.conv_rnn_input_rank(owner, shape, self.rank, self.cell.data_format)
+
     def _check_input_shape(self, shape):
-        _checks.conv_rnn_input_rank(self, shape, self.rank, self.cell.data_format)
+        self._check_rank(self, shape)
         if self.built:
             _checks.conv_rnn_input_shape(self, self._built_step, tuple(shape[2:]))
 

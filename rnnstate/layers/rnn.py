@@ -135,6 +135,12 @@ class RNN(Layer):
         return masks[0] if len(masks) == 1 else masks
 
     # ---- shapes (a layer whose states are not (B, U), e.g. ConvLSTM, overrides these) ------------------
+    _input_ndim = 3          # (B, T, F)
+
+    def _check_rank(self, owner, shape):
+        """The input rank check, speaking as `owner` (this layer, or a wrapper around it)."""
+        _checks.rnn_input_rank(owner, shape)
+
     def _check_input_shape(self, shape):
         """Rank and feature-count checks of an input shape, symbolic or eager (errors name the layer)."""
         _checks.rnn_input_rank(self, shape)
