@@ -113,7 +113,8 @@ def initial_state(layer, states, expected_shapes, names):
         raise error(layer, f"argument `initial_state` must be {want} tensor{'s' if want > 1 else ''} ({desc}) "
                            f"of shape {exp}; received {len(states)} tensor{'s' if len(states) != 1 else ''} "
                            f"of shape {got}.")
-    what = "(batch, units)" if len(expected_shapes[0]) == 2 else "(batch, *spatial, filters), as the layer's output step"
+    what = "(batch, units)" if len(expected_shapes[0]) == 2 else \
+        "(batch, *spatial, filters), as the layer's output step"
     for i, (got, exp_s) in enumerate(zip(states, expected_shapes)):
         if len(got) != len(exp_s) or any(e is not None and g is not None and int(g) != int(e)
                                          for g, e in zip(got, exp_s)):

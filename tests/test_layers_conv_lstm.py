@@ -223,6 +223,29 @@ def test_dropout_trains_and_inference_is_deterministic(x2):
     assert rl.cell.weight_hh.grad is not None
 
 
+def test_dropout_masks_per_gate_match_the_keras_cell(x2, rng):
+    """Keras' ConvLSTM draws one input and one recurrent mask per gate (i, f, c, o), kept over time: the same
+    masks given to Keras' cell and to rnnstate's (a per-gate copy of x, then a grouped conv) give the same steps."""
+    kl, rl = _pair(keras.layers.ConvLSTM2D, L.ConvLSTM2D, x2, rng, filters=FL, kernel_size=(3, 2), padding="same",
+                   dropout=0.5, recurrent_dropout=0.5)
+    m_in = [(rng.random((B, H, W, C)) < 0.5).astype("float32") * 2 for _ in range(4)]
+    m_rec = [(rng.random((B, H, W, FL)) < 0.5).astype("float32") * 2 for _ in range(4)]
+    kl.cell._dropout_mask, kl.cell._recurrent_dropout_mask = m_in, m_rec     # Keras' cached per-call masks
+    cell, state = rl.cell, rl.cell.initial_state(B)
+    kstate = [np.zeros((B, H, W, FL), "float32")] * 2
+    rec = torch.from_numpy(np.concatenate(m_rec, -1))                           # (B, H, W, 4F)
+    for t in range(2):
+        ky, kstate = kl.cell.call(x2[:, t], kstate, training=True)
+        xt = torch.cat([torch.from_numpy(x2[:, t] * m) for m in m_in], -1)      # (B, H, W, 4C)
+        y, state = cell.recurrent_step(cell.project_input(xt), state, rec_mask=rec)
+        close([y, state.h, state.c], [ky, *kstate])
+    # the layer draws them so: four different masks of one step's shape, the same at every step
+    xd, rd = cell.gate_dropout(torch.ones(B, T, H, W, C), state)
+    assert tuple(xd.shape) == (B, T, H, W, 4 * C) and tuple(rd.shape) == (B, H, W, 4 * FL)
+    assert set(torch.unique(xd).tolist()) == {0.0, 2.0} and bool((xd == xd[:, :1]).all())
+    assert not torch.equal(xd[..., :C], xd[..., C:2 * C])
+
+
 def test_summary_shows_shapes_and_states(capsys):
     m = _sequential(rnnstate)
     m.summary()

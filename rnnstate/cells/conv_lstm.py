@@ -165,10 +165,10 @@ class ConvLSTMCell(Cell):
                                     f"for one step.")
         out = self.step_output_shape(step_shape)[1:]
         if 0 in out:
-            raise _checks.error(me, f"with kernel_size={self.kernel_size}, strides={self.strides}, dilation_rate="
-                                    f"{self.dilation_rate} and padding={self.padding!r}, an input step of spatial shape {spatial} leaves no "
-                                    f"output (state shape {out}); expected spatial dims of at least the kernel's "
-                                    f"span, or padding='same'.")
+            raise _checks.error(me, f"with kernel_size={self.kernel_size}, strides={self.strides}, "
+                                    f"dilation_rate={self.dilation_rate} and padding={self.padding!r}, an input "
+                                    f"step of spatial shape {spatial} leaves no output (state shape {out}); "
+                                    f"expected spatial dims of at least the kernel's span, or padding='same'.")
         self.input_dim = int(ch)
         F4, K = 4 * self.filters, self.kernel_size
         _checks.weights_fit(me, *self._size_arg, f"with {self.input_dim} input channels, the kernel and "
@@ -230,7 +230,8 @@ class ConvLSTMCell(Cell):
 
     def project_input(self, x):
         """x (..., *S, C) -> conv(x, kernel) + bias, (..., *S', 4F): the input part of every gate, for any
-        leading dims (all steps at once)."""
+        leading dims (all steps at once). An input of 4C channels is one copy per gate (i, f, c, o), each
+        with its own dropout mask (``gate_dropout``): a grouped conv (groups=4) lets gate g see only copy g."""
         lead = x.shape[:x.dim() - self.rank - 1]
         xs = self._to_torch(x.reshape(-1, *x.shape[len(lead):]))                 # (N, C, *S)
         if self.padding == "same":
@@ -243,22 +244,49 @@ class ConvLSTMCell(Cell):
                 pad = tuple(a for a, _ in pads)
         else:
             pad = 0
-        z = _CONV[self.rank](xs, self.weight_ih, self.bias, self.strides, pad, self.dilation_rate)   # (N, 4F, *S')
-        z = self._from_torch(z)
+        groups = 4 if xs.shape[1] == 4 * self.input_dim else 1
+        z = _CONV[self.rank](xs, self.weight_ih, self.bias, self.strides, pad, self.dilation_rate, groups)
+        z = self._from_torch(z)                                                  # (N, *S', 4F)
         return z.reshape(*lead, *z.shape[1:])
 
     def recurrent_step(self, xw_t, state, rec_mask=None, return_gates=False):
         h, c = state
-        hm = self._to_torch(h if rec_mask is None else h * rec_mask)             # (B, F, *S')
+        groups = 1
+        if rec_mask is not None:
+            if rec_mask.shape[self._channel_axis] == 4 * self.filters:          # one mask per gate (gate_dropout)
+                reps = [1] * h.dim()
+                reps[self._channel_axis] = 4
+                h, groups = h.repeat(*reps), 4                                   # (B, *S', 4F): a copy per gate
+            h = h * rec_mask
+        hm = self._to_torch(h)                                                   # (B, F, *S') or (B, 4F, *S')
         if self._rec_fpad is not None:                                           # even kernel: the extra zero after
             hm = F.pad(hm, self._rec_fpad)
-        z = xw_t + self._from_torch(_CONV[self.rank](hm, self.weight_hh, None, 1, self._rec_pad))   # (B, *S', 4F)
-        zi, zf, zg, zo = z.chunk(4, self._channel_axis)
+        z = xw_t + self._from_torch(_CONV[self.rank](hm, self.weight_hh, None, 1, self._rec_pad, 1, groups))
+        zi, zf, zg, zo = z.chunk(4, self._channel_axis)                          # each (B, *S', F)
         ra, a = self.recurrent_activation, self.activation
         i, f, g, o = ra(zi), ra(zf), a(zg), ra(zo)
         c = f * c + i * g
         h = o * a(c)
         return h, LSTMState(h, c)
+
+    def gate_dropout(self, x, state):
+        """Keras' ConvLSTM dropout (training): four independent masks, one per gate i, f, c, o, each of one
+        step's shape, drawn once per call and kept for all steps. Returns (x with a masked copy per gate,
+        (B, T, *S, 4C); the recurrent masks (B, *S', 4F) or None), which ``project_input`` and
+        ``recurrent_step`` convolve with groups=4."""
+        ca = x.dim() - 1 if self.data_format == "channels_last" else 2
+        if self.dropout > 0.0:
+            reps = [1] * x.dim()
+            reps[ca] = 4
+            shape = list(x.shape)
+            shape[1], shape[ca] = 1, 4 * shape[ca]                    # (B, 1, *S, 4C): fixed over time
+            x = x.repeat(*reps) * self.dropout_mask(tuple(shape), self.dropout, x.device, x.dtype)
+        rec = None
+        if self.recurrent_dropout > 0.0:
+            shape = list(state[0].shape)
+            shape[self._channel_axis] *= 4                                # (B, *S', 4F)
+            rec = self.dropout_mask(tuple(shape), self.recurrent_dropout, x.device, x.dtype)
+        return x, rec
 
     def dropout_mask(self, shape, rate, device, dtype):
         """Keras' dropout mask: one Bernoulli(1 - rate) draw per sample and element, kept for all steps,

@@ -205,7 +205,9 @@ class RNN(Layer):
         state = self._start_state(x, initial_state, B)
         cell = self._cell
         rec_mask = None
-        if training and self._has_dropout:
+        if training and self._has_dropout and hasattr(cell, "gate_dropout"):
+            x, rec_mask = cell.gate_dropout(x, state)     # a cell that applies its own masks (ConvLSTM: per gate)
+        elif training and self._has_dropout:
             if cell.dropout > 0.0:
                 x = x * cell.dropout_mask((B, 1, *x.shape[2:]), cell.dropout, x.device, x.dtype)
             if cell.recurrent_dropout > 0.0:     # one mask per sample and state element (B, U), kept over time
