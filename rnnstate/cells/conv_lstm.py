@@ -229,11 +229,14 @@ class ConvLSTMCell(Cell):
         return y.movedim(1, -1) if self.data_format == "channels_last" else y
 
     def project_input(self, x):
-        """x (..., *S, C) -> conv(x, kernel) + bias, (..., *S', 4F): the input part of every gate, for any
-        leading dims (all steps at once). An input of 4C channels is one copy per gate (i, f, c, o), each
-        with its own dropout mask (``gate_dropout``): a grouped conv (groups=4) lets gate g see only copy g."""
+        """x (..., *S, C) -> conv(x, kernel) + bias, (..., 4F, *S'): the input part of every gate, for any
+        leading dims (all steps at once), in torch's layout (gates outermost, so each gate is one contiguous
+        block: element-wise ops on a channels-last gate slice run ~100x slower in torch). An input of 4C
+        channels is one copy per gate (i, f, c, o), each with its own dropout mask (``gate_dropout``): a
+        grouped conv (groups=4) lets gate g see only copy g."""
         lead = x.shape[:x.dim() - self.rank - 1]
-        xs = self._to_torch(x.reshape(-1, *x.shape[len(lead):]))                 # (N, C, *S)
+        xs = self._to_torch(x.reshape(-1, *x.shape[len(lead):])).contiguous()    # (N, C, *S); contiguous, so the
+        # conv's output is too (a channels-last input would make it channels-last: slow gate slices)
         if self.padding == "same":
             pads = [same_pads(n, k, s, d) for n, k, s, d in
                     zip(xs.shape[2:], self.kernel_size, self.strides, self.dilation_rate)]
@@ -246,27 +249,28 @@ class ConvLSTMCell(Cell):
             pad = 0
         groups = 4 if xs.shape[1] == 4 * self.input_dim else 1
         z = _CONV[self.rank](xs, self.weight_ih, self.bias, self.strides, pad, self.dilation_rate, groups)
-        z = self._from_torch(z)                                                  # (N, *S', 4F)
-        return z.reshape(*lead, *z.shape[1:])
+        return z.reshape(*lead, *z.shape[1:])                                    # (..., 4F, *S')
 
     def recurrent_step(self, xw_t, state, rec_mask=None, return_gates=False):
+        """xw_t (B, 4F, *S') from ``project_input``; state h, c in the layer's layout. The gates run in
+        torch's layout; the new h, c are returned in the layer's layout (views, no copy)."""
         h, c = state
+        hm = self._to_torch(h).contiguous()                                      # (B, F, *S'), a no-op after step 1
         groups = 1
         if rec_mask is not None:
-            if rec_mask.shape[self._channel_axis] == 4 * self.filters:          # one mask per gate (gate_dropout)
-                reps = [1] * h.dim()
-                reps[self._channel_axis] = 4
-                h, groups = h.repeat(*reps), 4                                   # (B, *S', 4F): a copy per gate
-            h = h * rec_mask
-        hm = self._to_torch(h)                                                   # (B, F, *S') or (B, 4F, *S')
+            rm = self._to_torch(rec_mask)
+            if rm.shape[1] == 4 * self.filters:                                  # one mask per gate (gate_dropout)
+                hm, groups = hm.repeat(1, 4, *([1] * self.rank)), 4              # (B, 4F, *S'): a copy per gate
+            hm = hm * rm
         if self._rec_fpad is not None:                                           # even kernel: the extra zero after
             hm = F.pad(hm, self._rec_fpad)
-        z = xw_t + self._from_torch(_CONV[self.rank](hm, self.weight_hh, None, 1, self._rec_pad, 1, groups))
-        zi, zf, zg, zo = z.chunk(4, self._channel_axis)                          # each (B, *S', F)
+        z = xw_t + _CONV[self.rank](hm, self.weight_hh, None, 1, self._rec_pad, 1, groups)   # (B, 4F, *S')
+        zi, zf, zg, zo = z.chunk(4, 1)                                           # each (B, F, *S')
         ra, a = self.recurrent_activation, self.activation
         i, f, g, o = ra(zi), ra(zf), a(zg), ra(zo)
-        c = f * c + i * g
+        c = f * self._to_torch(c).contiguous() + i * g
         h = o * a(c)
+        h, c = self._from_torch(h), self._from_torch(c)
         return h, LSTMState(h, c)
 
     def gate_dropout(self, x, state):
