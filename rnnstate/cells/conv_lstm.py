@@ -14,7 +14,9 @@ as in Keras). Gates in Keras' order i, f, c, o, which is torch's i, f, g, o.
 
 Weights are stored in torch's conv layout (``weight_ih (4F, C, *K)``, ``weight_hh (4F, F, *K)``,
 ``bias (4F,)``) so a step runs ``torch.nn.functional.conv{1,2,3}d`` with no re-layout; Keras' layout
-(``kernel (*K, C, 4F)``, ``recurrent_kernel (*K, F, 4F)``) exists only in ``_keras_weights``.
+(``kernel (*K, C, 4F)``, ``recurrent_kernel (*K, F, 4F)``) exists only in ``_keras_weights``. Inside a
+step the gates are computed in torch's layout too, (B, 4F, *S'), each gate one contiguous block; states
+enter and leave in the layer's ``data_format`` (channels-last states are views of channels-first memory).
 """
 from __future__ import annotations
 
