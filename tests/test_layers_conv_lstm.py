@@ -195,6 +195,18 @@ def test_keras_files_both_ways(x2, rng, tmp_path):
     keras_files_both_ways(km, rm, x2, tmp_path)
 
 
+@pytest.mark.parametrize("ext", ["keras", "safetensors"])
+def test_carried_states_saved_and_restored(ext, x2, tmp_path):
+    from rnnstate.models import load_model
+    inp = rnnstate.Input((T, H, W, C), batch_size=B)
+    model = rnnstate.Model(inp, L.ConvLSTM2D(FL, 3, stateful=True)(inp))
+    model.predict(x2)
+    model.save(tmp_path / f"m.{ext}", include_states=True)
+    again = load_model(tmp_path / f"m.{ext}")
+    close(list(again.layers[1].get_states()), list(model.layers[1].get_states()))
+    close(again.predict(x2), model.predict(x2))                     # both continue from the same states
+
+
 def test_config_round_trips_both_ways():
     rl = L.ConvLSTM2D(5, (3, 2), strides=(1, 2), padding="same", dilation_rate=1, activation="relu",
                       unit_forget_bias=False, dropout=0.25, recurrent_dropout=0.5, return_sequences=True, seed=3,
