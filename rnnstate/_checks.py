@@ -60,6 +60,28 @@ def rnn_input_rank(layer, shape):
                            f"shape {fmt_shape(shape)} ({len(shape)}-D).{hint}")
 
 
+def conv_rnn_input_rank(layer, shape, rank, data_format):
+    """A ConvLSTM{rank}D input must be (batch, timesteps, *spatial, channels) (or channels first)."""
+    sp = ", ".join(("steps",) if rank == 1 else ("rows", "cols") if rank == 2 else ("dim1", "dim2", "dim3"))
+    want = f"(batch, timesteps, {sp}, channels)" if data_format == "channels_last" else \
+        f"(batch, timesteps, channels, {sp})"
+    if len(shape) != rank + 3:
+        hint = ""
+        if len(shape) == rank + 2:
+            hint = (" A single sequence needs a batch axis; a layer before that returned only its last step "
+                    "needs `return_sequences=True`.")
+        raise error(layer, f"expects a {rank + 3}-D input of shape {want}; received an input of shape "
+                           f"{fmt_shape(shape)} ({len(shape)}-D).{hint}")
+
+
+def conv_rnn_input_shape(layer, built_step, step):
+    """A built ConvLSTM got a step of another spatial/channel shape than the one its weights and states are for."""
+    if any(b is not None and s is not None and int(b) != int(s) for b, s in zip(built_step, step)):
+        raise error(layer, f"was built for input steps of shape {fmt_shape((None, *built_step))}; received steps "
+                           f"of shape {fmt_shape((None, *step))} (the spatial and channel dims are fixed at the first "
+                           f"call, as in Keras).")
+
+
 def no_timesteps(layer, shape):
     raise error(layer, f"needs at least one timestep (as Keras' recurrent layers do); received an input of shape "
                        f"{fmt_shape(shape)} (0 timesteps).")
@@ -91,10 +113,13 @@ def initial_state(layer, states, expected_shapes, names):
         raise error(layer, f"argument `initial_state` must be {want} tensor{'s' if want > 1 else ''} ({desc}) "
                            f"of shape {exp}; received {len(states)} tensor{'s' if len(states) != 1 else ''} "
                            f"of shape {got}.")
+    what = "(batch, units)" if len(expected_shapes[0]) == 2 else \
+        "(batch, *spatial, filters), as the layer's output step"
     for i, (got, exp_s) in enumerate(zip(states, expected_shapes)):
-        if len(got) != 2 or any(e is not None and g is not None and int(g) != int(e) for g, e in zip(got, exp_s)):
+        if len(got) != len(exp_s) or any(e is not None and g is not None and int(g) != int(e)
+                                         for g, e in zip(got, exp_s)):
             raise error(layer, f"argument `initial_state` entry {i} ({names[i]}) must have shape "
-                               f"{fmt_shape(exp_s)} (batch, units); received shape {fmt_shape(got)}.")
+                               f"{fmt_shape(exp_s)} {what}; received shape {fmt_shape(got)}.")
 
 
 def not_iterable(layer, shape):

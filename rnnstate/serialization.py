@@ -11,7 +11,7 @@ no code is executed (a ``Lambda`` layer, a ``__lambda__`` activation or any clas
 registry is refused with a ``ValueError``; a ``Lambda`` only loads inside ``safe_mode_scope(False)``,
 which ``load_model(..., safe_mode=False)`` opens: the caller's explicit trust, as in Keras). Keras-only options that have no effect on predictions
 are dropped when at their defaults (``quantization_config=None``, ``sparse=False``, ...);
-L1 / L2 / L1L2 weight regularizers of LSTM, GRU, SimpleRNN and Dense are kept; other regularizers and
+L1 / L2 / L1L2 weight regularizers of LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D and Dense are kept; other regularizers and
 constraints (training-only) are dropped with a warning.
 """
 from __future__ import annotations
@@ -176,7 +176,8 @@ def clean_config(class_name: str, config: dict) -> dict:
 
 
 _SUPPORTED_REGULARIZERS = {c: ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
-                           for c in ("LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell")}
+                           for c in ("LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell",
+                                     "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")}
 _SUPPORTED_REGULARIZERS["Dense"] = ("kernel_regularizer", "bias_regularizer")
 
 

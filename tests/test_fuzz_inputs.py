@@ -94,6 +94,14 @@ _LAYERS = {
     L.LSTMCell: ({"units": 3}, None, ["units", "activation", "recurrent_activation", "kernel_initializer",
                                       "dropout", "seed", "unit_forget_bias"]),
 }
+# ConvLSTM1D / ConvLSTM2D (Keras' recurrent convolutions)
+_CONV_RNN_ARGS = ["filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation",
+                  "recurrent_activation", "use_bias", "kernel_initializer", "recurrent_initializer",
+                  "unit_forget_bias", "kernel_regularizer", "dropout", "recurrent_dropout", "seed",
+                  "return_sequences", "return_state", "go_backwards", "stateful", "name", "path"]
+_LAYERS[L.ConvLSTM1D] = ({"filters": 2, "kernel_size": 2}, lambda: np.ones((B, T, 5, F), "float32"), _CONV_RNN_ARGS)
+_LAYERS[L.ConvLSTM2D] = ({"filters": 2, "kernel_size": 2}, lambda: np.ones((B, T, 4, 3, F), "float32"),
+                         _CONV_RNN_ARGS)
 # extra values that are meaningful for some arguments (so the fuzzer also reaches valid and near-valid ones)
 # (made per example, not at import: layers can be used once, and import-time layers would shift auto names)
 _SPECIAL = st.sampled_from([

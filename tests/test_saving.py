@@ -109,6 +109,10 @@ LAYER_CASES = [
     lambda: L.ops.NotEqual(), lambda: L.ops.Equal(), lambda: L.ops.LogicalAnd(), lambda: L.ops.LogicalOr(),
     lambda: L.ops.LogicalNot(), lambda: L.ops.Any(axis=-1), lambda: L.ops.All(axis=1, keepdims=True),
     lambda: L.ops.Cast(dtype="bool"),
+    lambda: L.ConvLSTM1D(2, 3, strides=2, padding="same", return_state=True, recurrent_dropout=0.1, seed=2),
+    lambda: L.ConvLSTM2D(3, (2, 3), dilation_rate=(1, 2), data_format="channels_first", go_backwards=True,
+                         stateful=True, kernel_regularizer="l2", unit_forget_bias=False, activation="relu"),
+    lambda: L.ConvLSTM3D(2, 2, use_bias=False, return_sequences=True, path="loop"),
 ]
 
 

@@ -3,6 +3,7 @@ from ..cells import GRUCell, LSTMCell, SimpleRNNCell
 from .attention import AdditiveAttention, Attention
 from .base import Layer
 from .conv import Conv1D
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from .core import (Activation, Dense, Dropout, Embedding, Flatten, Input, InputLayer, Masking, Permute,
                    RepeatVector, Reshape)
 from .lambda_layer import Lambda
@@ -31,4 +32,4 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Embedding", "Masking", "Rep
            "GlobalAveragePooling1D", "GlobalAvgPool1D", "GlobalMaxPooling1D", "GlobalMaxPool1D",
            "LayerNormalization", "BatchNormalization", "Attention", "AdditiveAttention", "MultiHeadAttention", "Lambda", "SpatialDropout1D", "GaussianNoise",
            "LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "Bidirectional",
-           "TimeDistributed"]
+           "TimeDistributed", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]

@@ -22,7 +22,7 @@ _NAME_COUNTS: dict[str, int] = defaultdict(int)
 
 def snake_case(name: str) -> str:
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()     # as Keras: Conv1D -> conv1d
 
 
 def unique_name(base: str) -> str:

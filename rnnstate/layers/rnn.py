@@ -134,6 +134,27 @@ class RNN(Layer):
             masks += [mask] * len(self.cell.gate_names)
         return masks[0] if len(masks) == 1 else masks
 
+    # ---- shapes (a layer whose states are not (B, U), e.g. ConvLSTM, overrides these) ------------------
+    _input_ndim = 3          # (B, T, F)
+
+    def _check_rank(self, owner, shape):
+        """The input rank check, speaking as `owner` (this layer, or a wrapper around it)."""
+        _checks.rnn_input_rank(owner, shape)
+
+    def _check_input_shape(self, shape):
+        """Rank and feature-count checks of an input shape, symbolic or eager (errors name the layer)."""
+        _checks.rnn_input_rank(self, shape)
+        if self.built:
+            _checks.feature_count(self, self.input_dim, shape)
+
+    def _state_shapes(self, batch):
+        """The full shape of each state for `batch` samples: ``(B, U)`` per state here."""
+        return [(batch, n) for n in self.state_size]
+
+    def _output_tail(self):
+        """The shape of one step's output for one sample: ``(U,)`` here."""
+        return (self.cell.output_size,)
+
     def build(self, input_shape):
         _checks.rnn_input_rank(self, input_shape)
         if isinstance(self.cell, Layer):
@@ -145,9 +166,7 @@ class RNN(Layer):
     # ---- symbolic ------------------------------------------------------------------------------------
     def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
         shape = shape_of(inputs)
-        _checks.rnn_input_rank(self, shape)
-        if self.built:
-            _checks.feature_count(self, self.input_dim, shape)
+        self._check_input_shape(shape)
         self._adopt_input_dtype(inputs)
         self._maybe_build(shape)
         dt = self._compute_dtype()
@@ -156,10 +175,10 @@ class RNN(Layer):
             _access.declare_batch(self, B)      # Input(batch_size=...) / batch_input_shape fixes it
         if initial_state is not None:
             self._check_state_shapes([shape_of(s) for s in _as_list(initial_state)], B)
-        out_size = self.cell.output_size
-        values = [SymbolicTensor((B, T, out_size) if self.return_sequences else (B, out_size), dt)]
+        tail = self._output_tail()
+        values = [SymbolicTensor((B, T, *tail) if self.return_sequences else (B, *tail), dt)]
         if self.return_state:
-            values += self._returned_states([SymbolicTensor((B, n), dt) for n in self.state_size])
+            values += self._returned_states([SymbolicTensor(s, dt) for s in self._state_shapes(B)])
         if self.return_cell_sequence:
             values.append(SymbolicTensor((B, T, self.units), dt))
         if self.return_gate_sequences:
@@ -171,16 +190,13 @@ class RNN(Layer):
         return spec.shape if isinstance(spec, SymbolicTensor) else [s.shape for s in spec]
 
     def _check_state_shapes(self, shapes, batch):
-        names = _state_names(self.cell)
-        expected = [(batch, n) for n in self.state_size]
-        _checks.initial_state(self, shapes, expected, names)
+        _checks.initial_state(self, shapes, self._state_shapes(batch), _state_names(self.cell))
 
     # ---- eager ---------------------------------------------------------------------------------------
     def forward(self, inputs, initial_state=None, training=None, mask=None):
         x = inputs
         if x.dim() != 3 or x.shape[2] != self.input_dim:
-            _checks.rnn_input_rank(self, tuple(x.shape))
-            _checks.feature_count(self, self.input_dim, tuple(x.shape))
+            self._check_input_shape(tuple(x.shape))
         if x.shape[1] == 0:
             _checks.no_timesteps(self, tuple(x.shape))
         mode = fused.graph_mode(x)          # torch.compile/export/vmap, jit.trace/ONNX, or eager (None)
@@ -189,11 +205,13 @@ class RNN(Layer):
         state = self._start_state(x, initial_state, B)
         cell = self._cell
         rec_mask = None
-        if training and self._has_dropout:
+        if training and self._has_dropout and hasattr(cell, "gate_dropout"):
+            x, rec_mask = cell.gate_dropout(x, state)     # a cell that applies its own masks (ConvLSTM: per gate)
+        elif training and self._has_dropout:
             if cell.dropout > 0.0:
-                x = x * cell.dropout_mask((B, 1, x.shape[2]), cell.dropout, x.device, x.dtype)
-            if cell.recurrent_dropout > 0.0:
-                rec_mask = cell.dropout_mask((B, cell.units), cell.recurrent_dropout, x.device, x.dtype)
+                x = x * cell.dropout_mask((B, 1, *x.shape[2:]), cell.dropout, x.device, x.dtype)
+            if cell.recurrent_dropout > 0.0:     # one mask per sample and state element (B, U), kept over time
+                rec_mask = cell.dropout_mask(tuple(state[0].shape), cell.recurrent_dropout, x.device, x.dtype)
         if mask is not None:
             mask = to_mask(self, mask, x.device)
             if tuple(mask.shape) != tuple(x.shape[:2]):
@@ -305,9 +323,8 @@ class RNN(Layer):
             states = [(s if s.dtype == x.dtype or not s.is_floating_point() else s.to(x.dtype))
                       if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device, self, "initial_state")
                       for s in _as_list(initial_state)]
-            sizes = self.state_size
-            if len(states) != len(sizes) or any(s.dim() != 2 or s.shape[0] != B or s.shape[1] != n
-                                                for s, n in zip(states, sizes)):
+            want = self._state_shapes(B)
+            if len(states) != len(want) or any(tuple(s.shape) != w for s, w in zip(states, want)):
                 self._check_state_shapes([tuple(s.shape) for s in states], B)
             st = getattr(cell, "state_type", None)
             return st(*states) if st is not None else tuple(states)

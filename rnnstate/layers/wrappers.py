@@ -68,7 +68,7 @@ class Bidirectional(Layer):
         return [self.forward_layer, self.backward_layer]
 
     def build(self, input_shape):
-        _checks.rnn_input_rank(self, input_shape)
+        self.forward_layer._check_rank(self, input_shape)
         self.forward_layer._maybe_build(input_shape)
         self.backward_layer._maybe_build(input_shape)
         if getattr(self, "_pending_weights", None) is not None:
@@ -102,7 +102,7 @@ class Bidirectional(Layer):
         return None
 
     def compute_output_spec(self, inputs, initial_state=None, training=None, mask=None):
-        _checks.rnn_input_rank(self, shape_of(inputs))
+        self.forward_layer._check_rank(self, shape_of(inputs))
         fw_init, bw_init = self._split_states(initial_state)
         self._adopt_input_dtype(inputs)
         self._maybe_build(shape_of(inputs))
@@ -125,8 +125,8 @@ class Bidirectional(Layer):
         return spec.shape if isinstance(spec, SymbolicTensor) else [s.shape for s in spec]
 
     def forward(self, inputs, initial_state=None, training=None, mask=None):
-        if inputs.dim() != 3:
-            _checks.rnn_input_rank(self, tuple(inputs.shape))      # speak as this layer, not its inner copies
+        if inputs.dim() != self.forward_layer._input_ndim:
+            self.forward_layer._check_rank(self, tuple(inputs.shape))      # speak as this layer, not its inner copies
         if mask is not None:
             mask = to_mask(self, mask, inputs.device)
             if tuple(mask.shape) != tuple(inputs.shape[:2]):

@@ -52,12 +52,12 @@ def time_loop(cell, x, state, *, go_backwards=False, rec_mask=None, collect_stat
         else:
             y, new = _call_keras_cell(cell, xs[:, t], state, training)
         if mask is not None:
-            m = mask[:, t].unsqueeze(1)                              # (B, 1)
-            new = type(new)(*[torch.where(m, n, o) for n, o in zip(new, state)]) if fast else \
-                [torch.where(m, n, o) for n, o in zip(new, state)]
+            m = mask[:, t]                                           # (B,), broadcast over each tensor's dims
+            new = type(new)(*[_where(m, n, o) for n, o in zip(new, state)]) if fast else \
+                [_where(m, n, o) for n, o in zip(new, state)]
             if y_prev is None or zero_output_for_mask:
                 y_prev = torch.zeros_like(y)
-            y = torch.where(m, y, y_prev)
+            y = _where(m, y, y_prev)
             y_prev = y
         state = new
         outs.append(y)
@@ -69,6 +69,11 @@ def time_loop(cell, x, state, *, go_backwards=False, rec_mask=None, collect_stat
     if not fast:
         state = tuple(state)
     return LoopResult(outputs, state, state_seqs, gate_seqs)
+
+
+def _where(m, new, old):
+    """`new` where the sample's step is valid (m (B,) bool), else `old`; any state rank ((B, U), (B, *S, F))."""
+    return torch.where(m.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
 def _call_keras_cell(cell, x_t, states, training):

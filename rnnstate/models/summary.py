@@ -22,7 +22,7 @@ def _states(layer, node):
     x = node.args[0]
     B, T = x.shape[0], x.shape[1]
     names = list(getattr(inner.cell, "state_names", ["h"]))
-    parts = [f"{n} {_checks.fmt_shape((B, s))}" for n, s in zip(names, inner.state_size)]
+    parts = [f"{n} {_checks.fmt_shape(s)}" for n, s in zip(names, inner._state_shapes(B))]
     prefix = "fwd+bwd: " if isinstance(layer, Bidirectional) else ""
     steps = f"{T} steps" if T is not None else "any number of steps"
     returned = "returned" if inner.return_state else "internal"

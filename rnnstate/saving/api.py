@@ -60,10 +60,10 @@ def _check_states(model, states, path):
         sizes = layer.state_size
         if len(arrays) != len(sizes):
             raise fail(path, f"'{p}' carries {len(sizes)} state(s); the file holds {len(arrays)}.")
-        batch = arrays[0].shape[0] if arrays and arrays[0].ndim == 2 else None
-        for a, n in zip(arrays, sizes):
-            if a.ndim != 2 or a.shape != (batch, n):
-                raise fail(path, f"a carried state of '{p}' has shape {a.shape}; expected ({batch}, {n}).")
+        batch = arrays[0].shape[0] if arrays and arrays[0].ndim >= 2 else None
+        for a, want in zip(arrays, layer._state_shapes(batch)):     # (B, U), or (B, *S, F) for ConvLSTM
+            if tuple(a.shape) != tuple(want):
+                raise fail(path, f"a carried state of '{p}' has shape {a.shape}; expected {tuple(want)}.")
         known = access.known_batch(layer)
         if known is not None and batch != known:
             raise fail(path, f"the carried states of stateful layer '{p}' have batch size {batch}; the layer "

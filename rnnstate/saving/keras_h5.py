@@ -209,7 +209,8 @@ def read_states(f, path, nbytes):
                 walk(obj, f"{prefix}{k}/", depth + 1)
             elif isinstance(obj, h5py.Dataset):
                 _h5guard.check_dataset(h5py, obj, path, "the states")
-                if not k.isdigit() or obj.dtype.kind != "f" or len(obj.shape) != 2:
+                # (B, U); a ConvLSTM's (B, *S, F): the shapes are checked against the model's
+                if not k.isdigit() or obj.dtype.kind != "f" or not 2 <= len(obj.shape) <= 5:
                     raise fail(path, f"malformed state entry '{prefix}{k}'.")
                 total += int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
                 if total > nbytes:

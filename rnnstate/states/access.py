@@ -84,7 +84,7 @@ def state_type(layer):
 
 
 def zero_state(layer, batch, device=None, dtype=torch.float32):
-    return state_type(layer)(*[torch.zeros(batch, n, device=device, dtype=dtype) for n in layer.state_size])
+    return state_type(layer)(*[torch.zeros(s, device=device, dtype=dtype) for s in layer._state_shapes(batch)])
 
 
 def to_state(layer, values, owner=None):
@@ -119,9 +119,9 @@ def to_state(layer, values, owner=None):
                                           f"{type(v).__name__} {v!r:.60}")
         ts.append(t.to(layer._compute_dtype()))
     B = ts[0].shape[0] if ts[0].dim() >= 1 else None
-    for name, t, n in zip(names, ts, layer.state_size):
-        if t.dim() != 2 or t.shape[0] != B or t.shape[1] != n:
-            raise _checks.state_shape(owner, name, (B, n), tuple(t.shape))
+    for name, t, want in zip(names, ts, layer._state_shapes(B)):
+        if tuple(t.shape) != tuple(want):
+            raise _checks.state_shape(owner, name, want, tuple(t.shape))
     return st(*ts)
 
 
@@ -250,8 +250,9 @@ def _rnn_reset(layer, states=None, samples=None):
     m = sample_mask(layer, samples, B)
     if layer._states is None:           # all zero already; the mask was still checked
         return
-    keep = (~m).to(layer._states[0].device).unsqueeze(1)                      # (B, 1)
-    layer._states = type(layer._states)(*[torch.where(keep, s, torch.zeros_like(s)) for s in layer._states])
+    keep = (~m).to(layer._states[0].device)                                   # (B,)
+    layer._states = type(layer._states)(*[torch.where(keep.view(-1, *([1] * (s.dim() - 1))), s, torch.zeros_like(s))
+                                          for s in layer._states])
 
 
 # ---- Bidirectional -----------------------------------------------------------------------------------------

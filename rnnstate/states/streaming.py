@@ -125,7 +125,7 @@ class Streamer:
             st = access.to_state(layer, value)
             if st[0].shape[0] != batch:
                 name = st._fields[0]
-                raise _checks.state_shape(layer, name, (batch, layer.state_size[0]), tuple(st[0].shape))
+                raise _checks.state_shape(layer, name, layer._state_shapes(batch)[0], tuple(st[0].shape))
             out[layer] = st
         return out
 
