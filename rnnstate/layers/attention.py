@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _checks, initializers
-from .base import Layer, WeightRef, to_tensor
+from .base import Layer, WeightRef, to_mask
 
 _PAD = 1.0e9        # Keras subtracts this from masked scores before the softmax
 
@@ -107,7 +107,7 @@ class _BaseAttention(Layer):
         out = []
         for m, t, what in ((mask[0], q, "query_mask"), (mask[1], v, "value_mask")):
             if m is not None:
-                m = to_tensor(m, torch.bool, t.device)
+                m = to_mask(self, m, t.device)
                 if tuple(m.shape) != tuple(t.shape[:2]):
                     raise _checks.error(self, f"`mask` entry {what} must have shape "
                                               f"{_checks.fmt_shape(tuple(t.shape[:2]))}; received shape "

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import _checks
-from .base import Layer, to_tensor
+from .base import Layer, to_mask
 
 
 class Concatenate(Layer):
@@ -160,7 +160,7 @@ class _MaskedExtremum(_Merge):
         out, out_mask = None, None
         for x, m in zip(xs, masks):
             if m is not None:
-                m = to_tensor(m, torch.bool, x.device).unsqueeze(-1).expand_as(x)
+                m = to_mask(self, m, x.device).unsqueeze(-1).expand_as(x)
             if out is None:
                 out, out_mask = x, m
                 continue

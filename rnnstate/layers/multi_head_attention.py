@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from .. import _checks, initializers, regularizers
 from .._symbolic import SymbolicTensor, has_symbolic
 from ._weights import param, ref
-from .base import Layer, to_tensor
+from .base import Layer, to_mask, to_tensor
 
 _LARGE_NEGATIVE = -1.0e9        # what Keras' Softmax puts at masked positions (float32)
 
@@ -212,7 +212,7 @@ class MultiHeadAttention(Layer):
         for m, shape, axis, what in ((query_mask, (B, T), -1, "query_mask"), (value_mask, (B, S), -2, "value_mask"),
                                      (key_mask, (B, S), -2, "key_mask")):
             if m is not None:
-                m = to_tensor(m, torch.bool, query.device)
+                m = to_mask(self, m, query.device)
                 if tuple(m.shape) != shape:
                     raise _checks.error(self, f"argument `{what}` must have shape {_checks.fmt_shape(shape)}; "
                                               f"received shape {_checks.fmt_shape(tuple(m.shape))}.")

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from .. import _checks, initializers, regularizers
 from ._weights import param, ref
-from .base import Layer, to_tensor
+from .base import Layer, to_mask
 
 _KERAS_EPSILON = 1e-7          # keras.backend.epsilon(): guards the masked mean's denominator
 
@@ -199,7 +199,7 @@ class BatchNormalization(_Norm):
         if x.dim() != self._rank or x.shape[self._axes[0]] != self._param_shape[0]:
             self._check_input(tuple(x.shape))
         if mask is not None:
-            mask = to_tensor(mask, torch.bool, x.device)
+            mask = to_mask(self, mask, x.device)
             if mask.dim() != x.dim() - 1 or tuple(mask.shape) != tuple(x.shape[:-1]):
                 raise _checks.error(self, f"argument `mask` must have one axis less than the input, shape "
                                           f"{_checks.fmt_shape(tuple(x.shape[:-1]))}; received shape "

@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from .. import _checks
 from ._weights import check_rank, data_format as _data_format, int_tuple
-from .base import Layer, to_tensor
+from .base import Layer, to_mask
 from .conv import conv_length, same_pads
 
 
@@ -108,7 +108,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
         ax = self._steps_axis
         if mask is None:
             return x.mean(dim=ax, keepdim=self.keepdims)
-        mask = to_tensor(mask, torch.bool, x.device)
+        mask = to_mask(self, mask, x.device)
         if tuple(mask.shape) != (x.shape[0], x.shape[ax]):
             _checks.mask_shape(self, (x.shape[0], x.shape[ax]), tuple(mask.shape))
         m = mask.unsqueeze(2 if ax == 1 else 1)                           # (B, T, 1) | (B, 1, T)
