@@ -9,16 +9,17 @@ Training model (teacher forcing), for each of two attention layers:
     encoder: Masking() -> LSTM(return_sequences=True, return_state=True) -> enc_seq (B, Ts, U), h, c
     decoder: LSTM(return_sequences=True, return_state=True, initial_state=[h, c]) -> dec_seq (B, Tt, U)
     context, weights = Attention()([dec_seq, enc_seq], return_attention_scores=True)      # Luong, dot product
-                       AdditiveAttention()(...)                                          # Bahdanau, additive
+                    or AdditiveAttention()([W1 dec_seq, enc_seq, W2 enc_seq], ...)        # Bahdanau, additive
     probs = Dense(softmax)(Concatenate()([dec_seq, context]))                            # (B, Tt, vocab)
 
 The source words are padded with zero vectors at the end; `Masking` marks the padding, the encoder's LSTM
 carries its state through it (h, c are the states after the last real character) and the attention gives it
 weight 0 (the mask travels with enc_seq inside the model). Inference uses the trained layers in two new models:
 the encoder (source -> enc_seq, h, c) and one decoder step (token, enc_seq, source mask, h, c -> probs, h', c',
-weights), called once per output character with the states fed back explicitly. Every step-by-step decode is checked against the teacher-forced full model fed the decoded prefix
-(the same probabilities and attention weights, to float rounding). The attention weights of a few held-out words
-are plotted as heatmaps (out/attention.png). The baseline is the same encoder-decoder without the attention
+weights), called once per output character with the states fed back explicitly. Every step-by-step decode is
+checked against the teacher-forced full model fed the decoded prefix (the same probabilities and attention
+weights, to float rounding). The attention weights of a few held-out words are plotted as heatmaps
+(out/attention.png). The baseline is the same encoder-decoder without the attention
 (probs = Dense(dec_seq), as in seq2seq.py but with the Masking), trained for as many epochs.
 
     python examples/attention_seq2seq.py                # full; writes examples/results/attention_seq2seq.json
@@ -51,6 +52,8 @@ def build(variant, n_src, n_tgt, latent, lib=rnnstate):
            "dense": L.Dense(n_tgt, activation="softmax")}
     if variant != BASELINE:
         lay.update(attention=getattr(L, VARIANTS[variant])(), concat=L.Concatenate())
+    if variant == "bahdanau":                                   # scores v . tanh(W1 query + W2 key)
+        lay.update(query_proj=L.Dense(latent, use_bias=False), key_proj=L.Dense(latent, use_bias=False))
     src = lib.Input(shape=(None, n_src))
     enc_seq, h, c = lay["encoder"](lay["masking"](src))                     # (B, Ts, U), (B, U), (B, U)
     tgt = lib.Input(shape=(None, n_tgt))
@@ -58,12 +61,23 @@ def build(variant, n_src, n_tgt, latent, lib=rnnstate):
     if variant == BASELINE:
         probs, weights = lay["dense"](dec_seq), None
     else:
-        context, weights = lay["attention"]([dec_seq, enc_seq], return_attention_scores=True)  # (B,Tt,U), (B,Tt,Ts)
+        context, weights = attend(lay, dec_seq, enc_seq)                   # (B, Tt, U), (B, Tt, Ts)
         probs = lay["dense"](lay["concat"]([dec_seq, context]))             # (B, Tt, n_tgt)
     model = lib.Model([src, tgt], probs)
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     with_weights = None if weights is None else lib.Model([src, tgt], [probs, weights])   # shares the layers
     return model, with_weights, lay
+
+
+def attend(lay, dec_seq, enc_seq, **mask):
+    """context, weights = attention over the encoder steps for every decoder step. Luong: scores = dec . enc.
+    Bahdanau: the query and key are projected first (W1 dec, W2 enc: Keras' AdditiveAttention has no weights
+    of its own but the scale v), the value stays enc."""
+    if "key_proj" in lay:
+        inputs = [lay["query_proj"](dec_seq), enc_seq, lay["key_proj"](enc_seq)]    # [query, value, key]
+    else:
+        inputs = [dec_seq, enc_seq]
+    return lay["attention"](inputs, return_attention_scores=True, **mask)
 
 
 def inference(lay, n_src, n_tgt, latent):
@@ -79,7 +93,7 @@ def inference(lay, n_src, n_tgt, latent):
     dec_seq, h, c = lay["decoder"](token, initial_state=[h_in, c_in])
     if "attention" not in lay:                                            # the baseline: enc_seq is unused
         return encoder, rnnstate.Model([token, h_in, c_in], [lay["dense"](dec_seq), h, c])
-    context, weights = lay["attention"]([dec_seq, enc_seq], mask=[None, src_mask], return_attention_scores=True)
+    context, weights = attend(lay, dec_seq, enc_seq, mask=[None, src_mask])
     probs = lay["dense"](lay["concat"]([dec_seq, context]))
     step = rnnstate.Model([token, enc_seq, src_mask, h_in, c_in], [probs, h, c, weights])
     return encoder, step
