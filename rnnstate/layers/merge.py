@@ -212,6 +212,9 @@ class Dot(Layer):
         if r1 < 2 or r2 < 2:
             raise _checks.error(self, f"inputs must have at least 2 dimensions (batch, ...); received shapes "
                                       f"{[_checks.fmt_shape(s) for s in shapes]}.")
+        if None not in (shapes[0][0], shapes[1][0]) and shapes[0][0] != shapes[1][0]:
+            raise _checks.error(self, f"the inputs must have the same batch size; received shapes "
+                                      f"{[_checks.fmt_shape(s) for s in shapes]}.")
         axes = [self.axes, self.axes] if isinstance(self.axes, int) else list(self.axes)
         axes = [a % r for a, r in zip(axes, (r1, r2))]
         if 0 in axes:

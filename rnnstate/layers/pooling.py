@@ -41,6 +41,9 @@ class _Pooling1D(Layer):
         if cl:
             x = x.transpose(1, 2)                                       # (B, F, T)
         k, s = self.pool_size[0], self.strides[0]
+        if self.padding == "valid" and x.shape[-1] < k:                  # (torch: "Invalid computed output size")
+            raise _checks.error(self, f"a window of pool_size {k} (padding 'valid') needs at least {k} steps; "
+                                      f"received {x.shape[-1]} steps.")
         pads = same_pads(x.shape[-1], k, s) if self.padding == "same" else (0, 0)
         y = self._pool(x, k, s, pads)                                   # (B, F, T')
         return y.transpose(1, 2) if cl else y
