@@ -73,7 +73,8 @@ def keras_max_diff(keras, kind, units, shape, classes, weights, x, probs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="BasicMotions only, units 8, 20 epochs: seconds, no results file")
+    p.add_argument("--quick", action="store_true",
+                   help="BasicMotions only, units 8, 20 epochs: seconds, no results file")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0, help="first seed (the full run trains --seeds seeds from it)")
     p.add_argument("--seeds", type=int, help="seeds per model (default 3; --quick: 1)")
