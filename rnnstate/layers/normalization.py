@@ -176,7 +176,8 @@ class BatchNormalization(_Norm):
         for name in ("moving_mean", "moving_variance"):
             init = getattr(self, f"{name}_initializer")
             self.register_buffer(name, init_weight(self, f"{name}_initializer", lambda: init((n,)), (n,)).clone())
-        if bool((self.moving_variance < 0).any()):          # sqrt(var + epsilon) would be NaN at inference
+        mv = self.moving_variance                          # (meta: the dry build of a loaded file, no values)
+        if mv.device.type != "meta" and bool((mv < 0).any()):   # sqrt(var + epsilon) would be NaN at inference
             raise _checks.error(self, f"argument `moving_variance_initializer` must give variances >= 0; received "
                                       f"{_checks._short(self.moving_variance_initializer)}, which gave "
                                       f"{self.moving_variance.min().item():.3g}.")
