@@ -42,6 +42,8 @@ examples: $(VENV)/.test-installed
 	$(PY) examples/sunspots.py --out out/sunspots $(EXAMPLE_ARGS)
 	$(PY) examples/ucr.py $(EXAMPLE_ARGS)
 	$(PY) examples/charlm.py $(EXAMPLE_ARGS)
+	$(PY) examples/attention_seq2seq.py --out out/attention_seq2seq $(EXAMPLE_ARGS)
+	$(PY) examples/cnn_lstm.py $(EXAMPLE_ARGS)
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py

@@ -30,10 +30,16 @@ def error(layer, msg: str, exc=ValueError):
     return exc(f"{who(layer)}: {msg}")
 
 
-def positive_int(layer, arg: str, value):
+def positive_int(layer, arg: str, value, maximum=None):
+    """A positive int (not a bool), at most `maximum` if given (sizes torch holds in 32 bits: `INT32_MAX`)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise error(layer, f"argument `{arg}` must be a positive integer; received {value!r}.")
+    if maximum is not None and value > maximum:
+        raise error(layer, f"argument `{arg}` must be a positive integer <= {maximum}; received {value!r}.")
     return int(value)
+
+
+INT32_MAX = 2 ** 31 - 1
 
 
 def fraction(layer, arg: str, value):

@@ -151,6 +151,88 @@ def test_fuzz_layer_constructors(data):
         _message_names(e, cls.__name__, _checks.who(layer), *inner)
 
 
+# ---- the Keras layers around the recurrent ones (conv, pooling, normalization, attention, merge, noise) -------
+class _Args(tuple):
+    """Positional call arguments (MultiHeadAttention(query, value)) rather than one input."""
+
+
+_x3 = lambda: np.arange(B * T * F, dtype="float32").reshape(B, T, F) % 5 / 4      # noqa: E731  (values vary)
+_pair2 = lambda: [np.ones((B, F), "float32"), np.full((B, F), 2.0, "float32")]                 # noqa: E731
+_MERGE_ARGS = ["name", "dtype", "trainable"]
+_KERAS_LAYERS = {
+    L.Conv1D: ({"filters": 2, "kernel_size": 2}, _x3,
+               ["filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+                "activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                "bias_regularizer", "activity_regularizer", "kernel_constraint", "name"]),
+    L.MaxPooling1D: ({}, _x3, ["pool_size", "strides", "padding", "data_format"]),
+    L.AveragePooling1D: ({"pool_size": 2}, _x3, ["pool_size", "strides", "padding", "data_format"]),
+    L.GlobalAveragePooling1D: ({}, _x3, ["data_format", "keepdims"]),
+    L.GlobalMaxPooling1D: ({}, _x3, ["data_format", "keepdims"]),
+    L.LayerNormalization: ({}, _x3, ["axis", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer",
+                                     "beta_regularizer", "gamma_regularizer", "rms_scaling"]),
+    L.BatchNormalization: ({}, _x3, ["axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+                                     "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+                                     "beta_regularizer", "renorm", "synchronized"]),
+    L.Attention: ({}, lambda: [_x3(), _x3()], ["use_scale", "score_mode", "dropout", "seed"]),
+    L.AdditiveAttention: ({}, lambda: [_x3(), _x3()], ["use_scale", "dropout", "seed"]),
+    L.MultiHeadAttention: ({"num_heads": 2, "key_dim": 2}, lambda: _Args([_x3(), _x3()]),
+                           ["num_heads", "key_dim", "value_dim", "dropout", "use_bias", "output_shape",
+                            "attention_axes", "flash_attention", "sliding_window", "kernel_initializer",
+                            "bias_initializer", "kernel_regularizer", "use_gate", "seed"]),
+    L.Add: ({}, _pair2, _MERGE_ARGS), L.Subtract: ({}, _pair2, _MERGE_ARGS),
+    L.Multiply: ({}, _pair2, _MERGE_ARGS), L.Average: ({}, _pair2, _MERGE_ARGS),
+    L.Maximum: ({}, _pair2, _MERGE_ARGS), L.Minimum: ({}, _pair2, _MERGE_ARGS),
+    L.Dot: ({"axes": -1}, _pair2, ["axes", "normalize"]),
+    L.Concatenate: ({"axis": -1}, _pair2, ["axis", "name"]),
+    L.Permute: ({"dims": (2, 1)}, _x3, ["dims"]),
+    L.SpatialDropout1D: ({"rate": 0.5}, _x3, ["rate", "seed"]),
+    L.GaussianNoise: ({"stddev": 0.1}, _x3, ["stddev", "seed"]),
+}
+_KERAS_SPECIAL = st.sampled_from([0, 1, 2, 3, -1, -2, -3, 0.0, 1.0, 1e-3, 1.5, (1,), (2,), (3, 1), (1, 2), [-1],
+                                  (0,), (2, 1, 1), "same", "valid", "causal", "channels_first", "channels_last",
+                                  "relu", "dot", "concat"])
+
+
+def _call(layer, x, **kw):
+    return layer(*x, **kw) if isinstance(x, _Args) else layer(x, **kw)
+
+
+def _check_output(cls, arg, value, out):
+    """An accepted configuration gives finite float outputs (no silent NaN from a bad epsilon or initializer),
+    unless the value itself is near float32's range (GaussianNoise(stddev=1e38) overflows honestly, as in Keras)."""
+    huge = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1e30
+    for o in out if isinstance(out, (list, tuple)) else [out]:
+        assert isinstance(o, torch.Tensor) and o.is_floating_point(), f"{cls.__name__}({arg}={value!r}) -> {o!r:.80}"
+        assert huge or torch.isfinite(o).all(), f"{cls.__name__}({arg}={value!r}) gave non-finite outputs"
+
+
+@given(data=st.data())
+def test_fuzz_keras_layer_constructors(data):
+    """Every argument of the Keras layers above, one at a time, with arbitrary values: refused at construction
+    naming the layer and the argument, or refused at the call naming the layer, or a finite result in both
+    inference and training mode."""
+    cls = data.draw(st.sampled_from(list(_KERAS_LAYERS)), label="class")
+    required, make_input, args = _KERAS_LAYERS[cls]
+    arg = data.draw(st.sampled_from(args), label="argument")
+    value = data.draw(st.one_of(_values, _KERAS_SPECIAL), label="value")
+    kw = dict(required)
+    kw[arg] = value
+    try:
+        layer = cls(**kw)
+    except Exception as e:                               # noqa: BLE001 -- the property is about the kind
+        _check_raised(e, cls.__name__, arg)
+        return
+    try:
+        with torch.no_grad():
+            outs = [_call(layer, make_input()), _call(layer, make_input(), training=True)]
+    except Exception as e:                               # noqa: BLE001
+        assert isinstance(e, ALLOWED), f"{cls.__name__}({arg}={value!r}) accepted, then raw {type(e).__name__}: {e}"
+        _message_names(e, cls.__name__, _checks.who(layer))
+        return
+    for out in outs:
+        _check_output(cls, arg, value, out)
+
+
 _INITIALIZERS = {
     I.Constant: ["value"], I.RandomNormal: ["mean", "stddev", "seed"], I.RandomUniform: ["minval", "maxval", "seed"],
     I.TruncatedNormal: ["mean", "stddev", "seed"], I.VarianceScaling: ["scale", "mode", "distribution", "seed"],
@@ -244,7 +326,18 @@ def _layer_for_call(name):
             "Bidirectional": lambda: L.Bidirectional(L.LSTM(2, return_sequences=True)),
             "TimeDistributed": lambda: L.TimeDistributed(L.Dense(2)), "Masking": lambda: L.Masking(),
             "RepeatVector": lambda: L.RepeatVector(2), "Reshape": lambda: L.Reshape((-1,)),
-            "Concatenate": lambda: L.Concatenate(), "Add": lambda: L.Add()}[name]()
+            "Concatenate": lambda: L.Concatenate(), "Add": lambda: L.Add(),
+            "Conv1D": lambda: L.Conv1D(2, 2, padding="causal"), "MaxPooling1D": lambda: L.MaxPooling1D(2),
+            "AveragePooling1D": lambda: L.AveragePooling1D(2, padding="same"),
+            "GlobalAveragePooling1D": lambda: L.GlobalAveragePooling1D(),
+            "GlobalMaxPooling1D": lambda: L.GlobalMaxPooling1D(keepdims=True),
+            "LayerNormalization": lambda: L.LayerNormalization(), "BatchNormalization": lambda: L.BatchNormalization(),
+            "Permute": lambda: L.Permute((2, 1)), "SpatialDropout1D": lambda: L.SpatialDropout1D(0.5),
+            "GaussianNoise": lambda: L.GaussianNoise(0.1), "Subtract": lambda: L.Subtract(),
+            "Multiply": lambda: L.Multiply(), "Average": lambda: L.Average(), "Maximum": lambda: L.Maximum(),
+            "Minimum": lambda: L.Minimum(), "Dot": lambda: L.Dot(axes=-1), "Attention": lambda: L.Attention(),
+            "AdditiveAttention": lambda: L.AdditiveAttention(),
+            "MultiHeadAttention": lambda: L.MultiHeadAttention(2, 2)}[name]()
 
 
 @given(name=st.sampled_from(["LSTM", "GRU", "SimpleRNN", "Dense", "Embedding", "Bidirectional", "TimeDistributed",
@@ -259,6 +352,47 @@ def test_fuzz_call_inputs(name, x, mask):
     except Exception as e:                               # noqa: BLE001
         assert isinstance(e, ALLOWED), f"raw {type(e).__name__} from {name}: {e}"
         _message_names(e, _checks.who(layer))
+
+
+@given(name=st.sampled_from(["Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+                             "GlobalMaxPooling1D", "LayerNormalization", "BatchNormalization", "Permute",
+                             "SpatialDropout1D", "GaussianNoise"]),
+       x=_arrays(), mask=st.one_of(st.none(), _arrays(ranks=(1, 2, 3))), training=st.booleans())
+def test_fuzz_keras_layer_call_inputs(name, x, mask, training):
+    layer = _layer_for_call(name)
+    kwargs = {"mask": mask} if mask is not None and layer._consumes_mask else {}
+    try:
+        with torch.no_grad():
+            layer(x, training=training, **kwargs)
+    except Exception as e:                               # noqa: BLE001
+        assert isinstance(e, ALLOWED), f"raw {type(e).__name__} from {name}: {e}"
+        _message_names(e, _checks.who(layer))
+
+
+@given(name=st.sampled_from(["Attention", "AdditiveAttention", "MultiHeadAttention"]),
+       xs=st.lists(_arrays(ranks=(2, 3, 4)), min_size=0, max_size=4),
+       mask=st.one_of(st.none(), st.lists(st.one_of(st.none(), _arrays(ranks=(1, 2, 3))), max_size=3),
+                      _arrays(ranks=(2,))),
+       scores=st.booleans(), causal=st.booleans())
+def test_fuzz_attention_inputs(name, xs, mask, scores, causal):
+    """[query, value(, key)] of any shapes, dtypes and kinds, masks of any shape: a result (float, with weights
+    rows summing to 1 where a query sees any value) or a clear error naming the layer."""
+    layer = _layer_for_call(name)
+    try:
+        with torch.no_grad():
+            if name == "MultiHeadAttention":
+                kw = {} if mask is None else {"attention_mask": mask}
+                out = layer(*xs[:3], return_attention_scores=scores, use_causal_mask=causal, **kw)
+            else:
+                out = layer(xs, mask=mask, return_attention_scores=scores, use_causal_mask=causal)
+    except Exception as e:                               # noqa: BLE001
+        assert isinstance(e, ALLOWED), f"raw {type(e).__name__} from {name}: {e}"
+        _message_names(e, _checks.who(layer), f"{name}.__call__()")    # (Python's own: no query at all)
+        return
+    out, weights = out if scores else (out, None)
+    assert torch.isfinite(out).all()
+    if weights is not None and mask is None and not causal:
+        torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
 
 
 @given(name=st.sampled_from(["LSTM", "GRU", "SimpleRNN", "Bidirectional"]),
@@ -276,7 +410,8 @@ def test_fuzz_initial_state(name, state, training):
         _message_names(e, "initial_state")
 
 
-@given(name=st.sampled_from(["Concatenate", "Add"]), xs=st.lists(_arrays(ranks=(2, 3)), min_size=0, max_size=3))
+@given(name=st.sampled_from(["Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"]),
+       xs=st.lists(_arrays(ranks=(2, 3)), min_size=0, max_size=3))
 def test_fuzz_merge_inputs(name, xs):
     layer = _layer_for_call(name)
     try:

@@ -6,14 +6,16 @@ import torch
 from torch import nn
 
 from .. import _checks
-from .base import WeightRef
+from .base import WeightRef, init_weight
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def param(initializer, shape) -> nn.Parameter:
-    """A float32 parameter of `shape` (Keras layout) drawn from a Keras initializer."""
-    return nn.Parameter(torch.as_tensor(initializer(tuple(shape)), dtype=torch.float32))
+def param(initializer, shape, owner="rnnstate", arg="initializer") -> nn.Parameter:
+    """A float32 parameter of `shape` (Keras layout) drawn from a Keras initializer; an initializer that fails
+    for this shape (``Orthogonal`` on a vector, a ``Constant`` array of another shape) or gives non-finite
+    values is reported naming `owner` and its argument `arg`."""
+    return nn.Parameter(init_weight(owner, arg, lambda: initializer(tuple(shape)), shape))
 
 
 def ref(layer, name, attr=None, trainable=True) -> WeightRef:
@@ -35,7 +37,7 @@ def int_tuple(layer, arg, value, n=1):
     if len(vals) != n:
         raise _checks.error(layer, f"argument `{arg}` must be an integer or a tuple of {n} integer(s); "
                                    f"received {value!r}.")
-    return tuple(_checks.positive_int(layer, arg, v) for v in vals)
+    return tuple(_checks.positive_int(layer, arg, v, _checks.INT32_MAX) for v in vals)   # (torch's C int)
 
 
 def check_rank(layer, shape, rank, what):

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _checks, initializers
-from .base import Layer, WeightRef, to_tensor
+from .base import Layer, WeightRef, to_mask
 
 _PAD = 1.0e9        # Keras subtracts this from masked scores before the softmax
 
@@ -44,6 +44,8 @@ class _BaseAttention(Layer):
         bad = None
         if len(qs) != 3 or len(vs) != 3 or len(ks) != 3:
             bad = "query, value and key must be 3-D (batch, steps, features)"
+        elif len({s[0] for s in (qs, vs, ks) if s[0] is not None}) > 1:
+            bad = "query, value and key must have the same batch size"
         elif ks[1] is not None and vs[1] is not None and ks[1] != vs[1]:
             bad = "key and value must have the same number of steps"
         elif self._needs_equal_dims and qs[-1] is not None and ks[-1] is not None and qs[-1] != ks[-1]:
@@ -76,7 +78,8 @@ class _BaseAttention(Layer):
 
     def forward(self, inputs, mask=None, training=None, return_attention_scores=False, use_causal_mask=False):
         q, v, k = self._split(inputs)
-        if q.dim() != 3 or v.dim() != 3 or k.dim() != 3 or k.shape[1] != v.shape[1] or q.shape[-1] != k.shape[-1]:
+        if q.dim() != 3 or v.dim() != 3 or k.dim() != 3 or k.shape[1] != v.shape[1] or \
+                not q.shape[0] == v.shape[0] == k.shape[0] or (self._needs_equal_dims and q.shape[-1] != k.shape[-1]):
             self._check_shapes(q, v, k)
         q_mask, v_mask = self._masks(mask, q, v)
         scores = self._scores(q, k)                                            # (B, Tq, Tv)
@@ -107,7 +110,7 @@ class _BaseAttention(Layer):
         out = []
         for m, t, what in ((mask[0], q, "query_mask"), (mask[1], v, "value_mask")):
             if m is not None:
-                m = to_tensor(m, torch.bool, t.device)
+                m = to_mask(self, m, t.device)
                 if tuple(m.shape) != tuple(t.shape[:2]):
                     raise _checks.error(self, f"`mask` entry {what} must have shape "
                                               f"{_checks.fmt_shape(tuple(t.shape[:2]))}; received shape "
@@ -174,6 +177,10 @@ class AdditiveAttention(_BaseAttention):
         self.dropout = _checks.fraction(self, "dropout", dropout)
 
     def build(self, input_shape):
+        self._split(input_shape)                       # [query, value(, key)] shapes, else a clear error
+        if len(input_shape[0]) == 0:
+            raise _checks.error(self, f"query must be 3-D (batch, steps, features); received shape "
+                                      f"{_checks.fmt_shape(tuple(input_shape[0]))}.")
         dim = input_shape[0][-1]
         if dim is None:
             raise _checks.error(self, "the query's feature size must be known.")

@@ -73,20 +73,20 @@ def to_tensor(x, dtype=torch.float32, device=None, owner=None, arg="inputs"):
     return t
 
 
-def to_mask(owner, mask, device=None):
+def to_mask(owner, mask, device=None, arg="mask"):
     """A (B, T) mask as a bool tensor: bools as they are, numbers as ``!= 0`` (Keras casts masks to bool).
-    Python lists and int/float arrays are accepted; anything else is refused naming `owner`."""
+    Python lists and int/float arrays are accepted; anything else is refused naming `owner` and `arg`."""
     if isinstance(mask, torch.Tensor):
         m = mask
         if m.is_complex():
-            raise _checks.input_kind(owner, "mask", "c", tuple(m.shape), "booleans (or 0/1 numbers)")
+            raise _checks.input_kind(owner, arg, "c", tuple(m.shape), "booleans (or 0/1 numbers)")
     else:
         try:
             a = np.asarray(mask)
         except ValueError:
-            raise _checks.input_kind(owner, "mask", "O", (), "booleans (or 0/1 numbers)")
+            raise _checks.input_kind(owner, arg, "O", (), "booleans (or 0/1 numbers)")
         if a.dtype.kind not in "biuf":
-            raise _checks.input_kind(owner, "mask", a.dtype.kind, a.shape, "booleans (or 0/1 numbers)")
+            raise _checks.input_kind(owner, arg, a.dtype.kind, a.shape, "booleans (or 0/1 numbers)")
         m = torch.from_numpy(np.ascontiguousarray(a))
     if m.dtype != torch.bool:
         m = m != 0
@@ -240,8 +240,8 @@ class Layer(nn.Module):
             dtype = dtype_name(dtype)
         if isinstance(dtype, dict):
             from ..serialization import _dtype_name
-            dtype = _dtype_name(dtype)
-        if dtype not in FLOAT_DTYPES:
+            dtype = _checks.resolved(self, "dtype", _dtype_name, dtype)
+        if not isinstance(dtype, str) or dtype not in FLOAT_DTYPES:            # (a list is unhashable)
             raise _checks.error(self, f"argument `dtype` must be one of {sorted(FLOAT_DTYPES)} (or the torch "
                                       f"dtype); received {dtype!r}.")
         return dtype

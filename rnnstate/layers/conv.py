@@ -60,13 +60,13 @@ class Conv1D(Layer):
                 raise _checks.error("Conv1D", f"argument `{k}` is not supported yet by rnnstate; received {v!r}.",
                                     NotImplementedError)
         super().__init__(**kwargs)
-        self.filters = _checks.positive_int(self, "filters", filters)
+        self.filters = _checks.positive_int(self, "filters", filters, _checks.INT32_MAX)
         self.kernel_size = int_tuple(self, "kernel_size", kernel_size)
         self.strides = int_tuple(self, "strides", strides)
         self.dilation_rate = int_tuple(self, "dilation_rate", dilation_rate)
         self.padding = _checks.one_of(self, "padding", str(padding).lower(), PADDINGS)
         self.data_format = _data_format(self, data_format)
-        self.groups = _checks.positive_int(self, "groups", groups)
+        self.groups = _checks.positive_int(self, "groups", groups, _checks.INT32_MAX)
         if self.filters % self.groups:
             raise _checks.error(self, f"argument `filters` ({self.filters}) must be divisible by `groups` "
                                       f"({self.groups}).")
@@ -96,9 +96,10 @@ class Conv1D(Layer):
             raise _checks.error(self, f"the input's {ch} channels must be divisible by `groups` ({self.groups}).")
         self.input_channels = int(ch)
         k = self.kernel_size[0]
-        kernel = param(self.kernel_initializer, (k, ch // self.groups, self.filters))   # (K, F/G, O) Keras
+        kernel = param(self.kernel_initializer, (k, ch // self.groups, self.filters), self,
+                       "kernel_initializer")                                   # (K, F/G, O) Keras
         self.weight = torch.nn.Parameter(kernel.detach().permute(2, 1, 0).contiguous())    # (O, F/G, K) torch
-        self.bias = param(self.bias_initializer, (self.filters,)) if self.use_bias else None
+        self.bias = param(self.bias_initializer, (self.filters,), self, "bias_initializer") if self.use_bias else None
 
     def _keras_weights(self):
         if not self.built:
@@ -129,6 +130,11 @@ class Conv1D(Layer):
         cl = self.data_format == "channels_last"
         steps = input_shape[1] if cl else input_shape[2]
         out = conv_length(steps, self.kernel_size[0], self.strides[0], self.dilation_rate[0], self.padding)
+        if out == 0:                                 # torch refuses an empty output ("Kernel size can't be greater")
+            span = (self.kernel_size[0] - 1) * self.dilation_rate[0] + 1
+            raise _checks.error(self, f"a kernel spanning {span} steps (kernel_size {self.kernel_size[0]}, "
+                                      f"dilation_rate {self.dilation_rate[0]}, padding 'valid') needs at least {span} "
+                                      f"steps; received shape {_checks.fmt_shape(tuple(input_shape))}.")
         return (input_shape[0], out, self.filters) if cl else (input_shape[0], self.filters, out)
 
     def compute_mask(self, inputs, mask=None):
@@ -136,7 +142,9 @@ class Conv1D(Layer):
 
     # ---- call -----------------------------------------------------------------------------------------
     def forward(self, x, training=None):
-        if x.dim() != 3 or self._channels(x.shape) != self.input_channels:
+        if x.dim() != 3 or self._channels(x.shape) != self.input_channels or \
+                (self.padding == "valid" and x.shape[1 if self.data_format == "channels_last" else 2]
+                 < (self.kernel_size[0] - 1) * self.dilation_rate[0] + 1):
             self.compute_output_shape(tuple(x.shape))
         if self.data_format == "channels_last":
             x = x.transpose(1, 2)                                            # (B, F, T)

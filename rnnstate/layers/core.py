@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -332,10 +333,11 @@ class Permute(Layer):
     def __init__(self, dims, **kwargs):
         super().__init__(**kwargs)
         dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
-        if sorted(dims) != list(range(1, len(dims) + 1)):
+        ints = all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims)
+        if not ints or sorted(dims) != list(range(1, len(dims) + 1)):
             raise _checks.error(self, f"argument `dims` must be a permutation of 1..{len(dims)} (the batch axis "
                                       f"0 is never moved); received {dims!r}.")
-        self.dims = dims
+        self.dims = tuple(int(d) for d in dims)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != len(self.dims) + 1:

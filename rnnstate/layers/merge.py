@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import _checks
-from .base import Layer, to_tensor
+from .base import Layer, to_mask
 
 
 class Concatenate(Layer):
@@ -160,7 +160,7 @@ class _MaskedExtremum(_Merge):
         out, out_mask = None, None
         for x, m in zip(xs, masks):
             if m is not None:
-                m = to_tensor(m, torch.bool, x.device).unsqueeze(-1).expand_as(x)
+                m = to_mask(self, m, x.device).unsqueeze(-1).expand_as(x)
             if out is None:
                 out, out_mask = x, m
                 continue
@@ -211,6 +211,9 @@ class Dot(Layer):
         r1, r2 = len(shapes[0]), len(shapes[1])
         if r1 < 2 or r2 < 2:
             raise _checks.error(self, f"inputs must have at least 2 dimensions (batch, ...); received shapes "
+                                      f"{[_checks.fmt_shape(s) for s in shapes]}.")
+        if None not in (shapes[0][0], shapes[1][0]) and shapes[0][0] != shapes[1][0]:
+            raise _checks.error(self, f"the inputs must have the same batch size; received shapes "
                                       f"{[_checks.fmt_shape(s) for s in shapes]}.")
         axes = [self.axes, self.axes] if isinstance(self.axes, int) else list(self.axes)
         axes = [a % r for a, r in zip(axes, (r1, r2))]

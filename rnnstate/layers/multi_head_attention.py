@@ -9,20 +9,27 @@ from torch.nn import functional as F
 from .. import _checks, initializers, regularizers
 from .._symbolic import SymbolicTensor, has_symbolic
 from ._weights import param, ref
-from .base import Layer, to_tensor
+from .base import Layer, to_mask
 
 _LARGE_NEGATIVE = -1.0e9        # what Keras' Softmax puts at masked positions (float32)
+
+
+def _fresh(initializer):
+    """A copy of a Keras initializer object (each projection draws its own values, as Keras clones them); a
+    plain callable is used as it is."""
+    if isinstance(initializer, initializers.Initializer):
+        return initializers.get(initializers.serialize(initializer))
+    return initializer
 
 
 class _Projection(Layer):
     """One of MultiHeadAttention's four einsum projections (Keras' ``EinsumDense``): weights ``kernel``
     and ``bias``, addressed in files as ``query_dense``, ``key_dense``, ``value_dense``, ``output_dense``."""
 
-    def __init__(self, kernel_shape, bias_shape, kernel_initializer, bias_initializer, use_bias, name):
+    def __init__(self, kernel_shape, bias_shape, kernel_initializer, bias_initializer, use_bias, name, owner):
         super().__init__(name=name)
-        self.kernel = param(initializers.get(initializers.serialize(kernel_initializer)), kernel_shape)
-        self.bias = param(initializers.get(initializers.serialize(bias_initializer)), bias_shape) if use_bias \
-            else None
+        self.kernel = param(_fresh(kernel_initializer), kernel_shape, owner, "kernel_initializer")
+        self.bias = param(_fresh(bias_initializer), bias_shape, owner, "bias_initializer") if use_bias else None
         self.built = True
 
     def _keras_weights(self):
@@ -78,7 +85,7 @@ class MultiHeadAttention(Layer):
             output_shape = output_shape[0]
         self.output_shape = None if output_shape is None else _checks.positive_int(self, "output_shape", output_shape)
         axes = [attention_axes] if isinstance(attention_axes, int) else attention_axes
-        if axes is not None and list(axes) not in ([1], [-2]):
+        if axes is not None and (not isinstance(axes, (list, tuple)) or list(axes) not in ([1], [-2])):
             raise _checks.error(self, f"argument `attention_axes` other than the time axis is not supported yet by "
                                       f"rnnstate; received {attention_axes!r}.", NotImplementedError)
         self.attention_axes = [1]
@@ -101,7 +108,7 @@ class MultiHeadAttention(Layer):
         N, H, Hv = self.num_heads, self.key_dim, self.value_dim
         out = self.output_shape or int(qs[-1])
         mk = lambda name, k, b: _Projection(k, b, self.kernel_initializer, self.bias_initializer,  # noqa: E731
-                                            self.use_bias, name)
+                                            self.use_bias, name, self)
         self.query_dense = mk("query", (qs[-1], N, H), (N, H))
         self.key_dense = mk("key", (ks[-1], N, H), (N, H))
         self.value_dense = mk("value", (vs[-1], N, Hv), (N, Hv))
@@ -155,9 +162,18 @@ class MultiHeadAttention(Layer):
         return tuple(input_shape[0][:2]) + (out,)
 
     def _check(self, shapes):
+        if any(len(s) != 3 for s in shapes):
+            raise _checks.error(self, f"query, value and key must be 3-D (batch, steps, features); received shapes "
+                                      f"{[_checks.fmt_shape(s) for s in shapes]}.")
         got = (shapes[0][-1], shapes[1][-1], (shapes[2] if len(shapes) > 2 else shapes[1])[-1])
-        if any(len(s) != 3 for s in shapes) or got != self._dims:
+        if got != self._dims:
             raise _checks.error(self, f"was built for query/value/key features {self._dims}; received shapes "
+                                      f"{[_checks.fmt_shape(s) for s in shapes]}.")
+        batches = {s[0] for s in shapes if s[0] is not None}
+        if len(batches) > 1 or (len(shapes) > 2 and None not in (shapes[1][1], shapes[2][1])
+                                and shapes[1][1] != shapes[2][1]):
+            raise _checks.error(self, f"query, value and key must have the same batch size, and value and key the "
+                                      f"same number of steps; received shapes "
                                       f"{[_checks.fmt_shape(s) for s in shapes]}.")
 
     def compute_mask(self, inputs, mask=None):
@@ -171,7 +187,8 @@ class MultiHeadAttention(Layer):
                 mask=None):
         key = value if key is None else key
         if query.dim() != 3 or value.dim() != 3 or key.dim() != 3 or \
-                (query.shape[-1], value.shape[-1], key.shape[-1]) != self._dims:
+                (query.shape[-1], value.shape[-1], key.shape[-1]) != self._dims or \
+                not query.shape[0] == value.shape[0] == key.shape[0] or value.shape[1] != key.shape[1]:
             self._check([tuple(query.shape), tuple(value.shape), tuple(key.shape)])
         if isinstance(mask, (list, tuple)):                 # the graph's masks of (query, value, key)
             query_mask = mask[0] if query_mask is None else query_mask
@@ -212,7 +229,7 @@ class MultiHeadAttention(Layer):
         for m, shape, axis, what in ((query_mask, (B, T), -1, "query_mask"), (value_mask, (B, S), -2, "value_mask"),
                                      (key_mask, (B, S), -2, "key_mask")):
             if m is not None:
-                m = to_tensor(m, torch.bool, query.device)
+                m = to_mask(self, m, query.device)
                 if tuple(m.shape) != shape:
                     raise _checks.error(self, f"argument `{what}` must have shape {_checks.fmt_shape(shape)}; "
                                               f"received shape {_checks.fmt_shape(tuple(m.shape))}.")
@@ -220,9 +237,10 @@ class MultiHeadAttention(Layer):
         if causal:
             keep = both(keep, torch.ones(T, S, dtype=torch.bool, device=query.device).tril().unsqueeze(0))
         if attention_mask is not None:
-            am = to_tensor(attention_mask, torch.bool, query.device)
-            if tuple(am.shape[-2:]) != (T, S):
-                raise _checks.error(self, f"argument `attention_mask` must have shape (batch, {T}, {S}); received "
+            am = to_mask(self, attention_mask, query.device, arg="attention_mask")
+            if am.dim() not in (2, 3) or tuple(am.shape[-2:]) != (T, S) or \
+                    (am.dim() == 3 and am.shape[0] not in (1, B)):
+                raise _checks.error(self, f"argument `attention_mask` must have shape ({B}, {T}, {S}); received "
                                           f"shape {_checks.fmt_shape(tuple(am.shape))}.")
             keep = am if keep is None else am & keep
         return keep

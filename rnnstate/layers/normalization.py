@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from .. import _checks, initializers, regularizers
 from ._weights import param, ref
-from .base import Layer, to_tensor
+from .base import Layer, init_weight, to_mask
 
 _KERAS_EPSILON = 1e-7          # keras.backend.epsilon(): guards the masked mean's denominator
 
@@ -15,6 +15,8 @@ _KERAS_EPSILON = 1e-7          # keras.backend.epsilon(): guards the masked mean
 def _axes(layer, axis, rank):
     """Normalised, sorted, positive axes; axis 0 (batch) and out-of-range axes are refused."""
     axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if not axes:
+        raise _checks.error(layer, f"argument `axis` must name at least one non-batch axis; received {axis!r}.")
     out = []
     for a in axes:
         if isinstance(a, bool) or not isinstance(a, int) or not -rank <= a < rank or a % rank == 0:
@@ -22,7 +24,6 @@ def _axes(layer, axis, rank):
                                        f"(1..{rank - 1} or -1..-{rank - 1}); received {axis!r}.")
         out.append(a % rank)
     return sorted(set(out))
-
 
 
 def _resolve_weights_args(layer, **args):
@@ -75,7 +76,7 @@ class LayerNormalization(_Norm):
                                                       "supported; received True.", NotImplementedError)
         super().__init__(**kwargs)
         self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
-        self.epsilon = float(epsilon)
+        self.epsilon = _checks.number(self, "epsilon", epsilon, low=0.0)
         self.center, self.scale = bool(center), bool(scale)
         _resolve_weights_args(self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
                               beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer)
@@ -89,8 +90,8 @@ class LayerNormalization(_Norm):
         self._param_shape = tuple(int(input_shape[a]) for a in self._axes)
         # F.layer_norm normalises the trailing dims: usable when the axes are exactly those
         self._trailing = self._axes == list(range(self._rank - len(self._axes), self._rank))
-        self.gamma = param(self.gamma_initializer, self._param_shape) if self.scale else None
-        self.beta = param(self.beta_initializer, self._param_shape) if self.center else None
+        self.gamma = param(self.gamma_initializer, self._param_shape, self, "gamma_initializer") if self.scale else None
+        self.beta = param(self.beta_initializer, self._param_shape, self, "beta_initializer") if self.center else None
 
     def _keras_weights(self):
         if not self.built:
@@ -153,7 +154,7 @@ class BatchNormalization(_Norm):
                                       f"weight of the old moving statistics, 0.99 by default); received "
                                       f"{momentum!r}.")
         self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.epsilon = _checks.number(self, "epsilon", epsilon, low=0.0)
         self.center, self.scale = bool(center), bool(scale)
         _resolve_weights_args(self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
                               moving_mean_initializer=moving_mean_initializer,
@@ -170,12 +171,16 @@ class BatchNormalization(_Norm):
         n = int(input_shape[a])
         self._param_shape = (n,)
         self._reduce = [d for d in range(self._rank) if d != a]
-        self.gamma = param(self.gamma_initializer, (n,)) if self.scale else None
-        self.beta = param(self.beta_initializer, (n,)) if self.center else None
-        self.register_buffer("moving_mean", torch.as_tensor(self.moving_mean_initializer((n,)),
-                                                            dtype=torch.float32).clone())
-        self.register_buffer("moving_variance", torch.as_tensor(self.moving_variance_initializer((n,)),
-                                                                dtype=torch.float32).clone())
+        self.gamma = param(self.gamma_initializer, (n,), self, "gamma_initializer") if self.scale else None
+        self.beta = param(self.beta_initializer, (n,), self, "beta_initializer") if self.center else None
+        for name in ("moving_mean", "moving_variance"):
+            init = getattr(self, f"{name}_initializer")
+            self.register_buffer(name, init_weight(self, f"{name}_initializer", lambda: init((n,)), (n,)).clone())
+        mv = self.moving_variance                          # (meta: the dry build of a loaded file, no values)
+        if mv.device.type != "meta" and bool((mv < 0).any()):   # sqrt(var + epsilon) would be NaN at inference
+            raise _checks.error(self, f"argument `moving_variance_initializer` must give variances >= 0; received "
+                                      f"{_checks._short(self.moving_variance_initializer)}, which gave "
+                                      f"{self.moving_variance.min().item():.3g}.")
 
     def _keras_weights(self):
         if not self.built:
@@ -199,7 +204,7 @@ class BatchNormalization(_Norm):
         if x.dim() != self._rank or x.shape[self._axes[0]] != self._param_shape[0]:
             self._check_input(tuple(x.shape))
         if mask is not None:
-            mask = to_tensor(mask, torch.bool, x.device)
+            mask = to_mask(self, mask, x.device)
             if mask.dim() != x.dim() - 1 or tuple(mask.shape) != tuple(x.shape[:-1]):
                 raise _checks.error(self, f"argument `mask` must have one axis less than the input, shape "
                                           f"{_checks.fmt_shape(tuple(x.shape[:-1]))}; received shape "

@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from .. import _checks
 from ._weights import check_rank, data_format as _data_format, int_tuple
-from .base import Layer, to_tensor
+from .base import Layer, to_mask
 from .conv import conv_length, same_pads
 
 
@@ -41,6 +41,9 @@ class _Pooling1D(Layer):
         if cl:
             x = x.transpose(1, 2)                                       # (B, F, T)
         k, s = self.pool_size[0], self.strides[0]
+        if self.padding == "valid" and x.shape[-1] < k:                  # (torch: "Invalid computed output size")
+            raise _checks.error(self, f"a window of pool_size {k} (padding 'valid') needs at least {k} steps; "
+                                      f"received {x.shape[-1]} steps.")
         pads = same_pads(x.shape[-1], k, s) if self.padding == "same" else (0, 0)
         y = self._pool(x, k, s, pads)                                   # (B, F, T')
         return y.transpose(1, 2) if cl else y
@@ -108,7 +111,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
         ax = self._steps_axis
         if mask is None:
             return x.mean(dim=ax, keepdim=self.keepdims)
-        mask = to_tensor(mask, torch.bool, x.device)
+        mask = to_mask(self, mask, x.device)
         if tuple(mask.shape) != (x.shape[0], x.shape[ax]):
             _checks.mask_shape(self, (x.shape[0], x.shape[ax]), tuple(mask.shape))
         m = mask.unsqueeze(2 if ax == 1 else 1)                           # (B, T, 1) | (B, 1, T)

@@ -232,7 +232,7 @@ class TimeDistributed(Layer):
         B, T = inputs.shape[:2]
         kwargs = {}
         if mask is not None:
-            mask = to_tensor(mask, torch.bool, inputs.device)
+            mask = to_mask(self, mask, inputs.device)
             if mask.dim() < 2 or tuple(mask.shape[:2]) != (B, T):
                 raise _checks.error(self, f"argument `mask` must have shape (batch, timesteps, ...) matching the "
                                           f"input's first two axes {_checks.fmt_shape((B, T))}; received shape "
