@@ -149,6 +149,83 @@ def addition_epoch(n, digits, hidden, rounds, with_keras):
     return out
 
 
+def _vowels():
+    """aeon's JapaneseVowels (shipped with aeon, no download): 270 training / 370 test utterances of 7-26
+    frames, 12 LPC coefficients, 9 speakers; right-padded with zeros to 29 steps (Keras' Masking(0.0))."""
+    from aeon.datasets import load_japanese_vowels
+    out = []
+    for split in ("train", "test"):
+        X, y = load_japanese_vowels(split=split)
+        x = np.zeros((len(X), 29, 12), np.float32)
+        for i, a in enumerate(X):
+            x[i, :a.shape[1]] = a.T
+        out += [x, y.astype(int) - 1, np.array([a.shape[1] for a in X])]
+    return out
+
+
+def _vowels_model(lib, units):
+    L = lib.layers
+    m = lib.Sequential([lib.Input((29, 12)), L.Masking(0.0), L.LSTM(units), L.Dense(9, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def _torch_vowels(x, y, lengths, units):
+    """The same classifier by hand in torch: nn.LSTM over packed sequences (torch's way to skip padding),
+    nn.Linear, cross-entropy, Adam as rnnstate configures it (Keras' defaults, fused update)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    lstm, head = torch.nn.LSTM(12, units, batch_first=True), torch.nn.Linear(units, 9)
+    opt = torch.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=1e-3, eps=1e-7, fused=True)
+    xt, yt, lt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
+
+    def epochs(n, batch=32):
+        for _ in range(n):
+            perm = torch.randperm(len(xt))
+            for i in range(0, len(xt), batch):
+                idx = perm[i:i + batch]
+                opt.zero_grad(set_to_none=True)
+                packed = pack_padded_sequence(xt[idx], lt[idx], batch_first=True, enforce_sorted=False)
+                _, (h, _) = lstm(packed)
+                torch.nn.functional.cross_entropy(head(h[0]), yt[idx]).backward()
+                opt.step()
+    return epochs
+
+
+def vowels_epoch(units, epochs, rounds, with_keras):
+    """Masked variable-length classification (JapaneseVowels, Masking -> LSTM(units) -> Dense(9)): s/epoch
+    of rnnstate's fit, Keras 3's fit and the hand-written torch loop, interleaved in rounds of `epochs`
+    epochs each (every peer's first epochs untimed: XLA compiles there), medians; test accuracies after."""
+    import rnnstate
+    xtr, ytr, ltr, xte, yte, _ = _vowels()
+    rnnstate.utils.set_random_seed(0)
+    m = _vowels_model(rnnstate, units)
+    m.fit(xtr, ytr, batch_size=32, epochs=1, verbose=0)
+    runners = {"rnnstate": lambda: m.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0)}
+    tl = _torch_vowels(xtr, ytr, ltr, units)
+    tl(1)
+    runners["torch_loop_packed"] = lambda: tl(epochs)
+    if with_keras:
+        import keras
+        keras.utils.set_random_seed(0)
+        km = _vowels_model(keras, units)
+        km.fit(xtr, ytr, batch_size=32, epochs=1, verbose=0)
+        runners["keras_jax"] = lambda: km.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0)
+    times = {k: [] for k in runners}
+    names = list(runners)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            runners[k]()
+            times[k].append((time.perf_counter() - t0) / epochs)
+    out = {f"{k}_s_per_epoch": float(np.median(v)) for k, v in times.items()}
+    out["epoch_times_s"] = times
+    out["rnnstate_test_acc"] = float(m.evaluate(xte, yte, verbose=0)[1])
+    out["rnnstate_path"] = m.layers[1].last_path
+    if with_keras:
+        out["keras_test_acc"] = float(km.evaluate(xte, yte, verbose=0)[1])
+    return out
+
+
 def _ddp_worker(rank, world, port, threads, n, digits, hidden, epochs, batch, out):
     """One process of the distributed addition run: `epochs` timed epochs after a warm-up epoch."""
     import torch.distributed as dist
@@ -236,10 +313,11 @@ def main(argv=None):
     step = train_step_pair(*step_shape, policy)
     n, digits, hidden, rounds = (64, 2, 8, 1) if a.smoke else (10000, 3, 128, 4)
     add = addition_epoch(n, digits, hidden, rounds, with_keras=not a.smoke)
+    vow = vowels_epoch(*((8, 1, 1) if a.smoke else (64, 5, 6)), with_keras=not a.smoke)
     ddp = distributed_addition(*((64, 2, 8, 1) if a.smoke else (n, digits, hidden, 2)), rounds=1 if a.smoke else 2, smoke=a.smoke)
     result = {"header": header, "train_step": {"shape_BTFUC": step_shape, **step},
               "addition": {"n": n, "digits": digits, "hidden": hidden, "rounds": rounds, **add},
-              "addition_distributed_gloo": ddp}
+              "vowels_masked": vow, "addition_distributed_gloo": ddp}
     print(f"machine: {header['machine'].get('cpu_model')} x{header['machine'].get('logical_cpus')}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"one training step {step_shape}: torch loop {step['torch_loop']:.2f} ms (torch's default Adam: "
@@ -251,6 +329,15 @@ def main(argv=None):
     if "keras_jax_s_per_epoch" in add:
         line += (f", Keras 3 (JAX) {add['keras_jax_s_per_epoch']:.2f} s/epoch -> "
                  f"{add['rnnstate_s_per_epoch'] / add['keras_jax_s_per_epoch']:.2f}x")
+    print(line)
+    line = (f"masked variable-length classification (JapaneseVowels, Masking -> LSTM -> Dense, batch 32): rnnstate "
+            f"{vow['rnnstate_s_per_epoch'] * 1e3:.1f} ms/epoch, hand-written torch (packed sequences) "
+            f"{vow['torch_loop_packed_s_per_epoch'] * 1e3:.1f} ms -> "
+            f"{vow['rnnstate_s_per_epoch'] / vow['torch_loop_packed_s_per_epoch']:.2f}x")
+    if "keras_jax_s_per_epoch" in vow:
+        line += (f", Keras 3 (JAX) {vow['keras_jax_s_per_epoch'] * 1e3:.1f} ms -> "
+                 f"{vow['rnnstate_s_per_epoch'] / vow['keras_jax_s_per_epoch']:.2f}x; test accuracy rnnstate "
+                 f"{vow['rnnstate_test_acc']:.3f}, Keras {vow['keras_test_acc']:.3f}")
     print(line)
     print(f"text addition on torch.distributed (gloo, global batch {ddp['global_batch']}, {ddp['threads_total']} "
           f"threads in all), s/epoch by processes x threads: "
