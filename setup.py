@@ -11,7 +11,7 @@ import os
 
 from setuptools import setup
 
-EXT_SOURCES = [os.path.join("rnnstate", "_ext", name) for name in ("_C.cpp", "pointwise.cpp", "backward.cpp")]
+EXT_SOURCES = [os.path.join("rnnstate", "_ext", name) for name in ("_C.cpp", "pointwise.cpp", "backward.cpp", "mixed.cpp")]
 
 
 def _blas_macros(torch):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ext
-from . import threads
+from . import mixed, threads
 
 _NAMES: dict = {}
 
@@ -256,11 +256,29 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
 def _run_fast(cell, x, state, *, want_states=False, want_gates=False, training=False):
     want = want_states or want_gates
     if torch.is_autocast_enabled(x.device.type):
+        label = AUTOCAST_PATH
+        dt = mixed.policy_dtype(x)        # a mixed policy (rnnstate.mixed_precision), not the user's autocast
+        if dt is torch.bfloat16:
+            no_units = mixed.bf16_units_reason()
+            recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
+            why = no_units or mixed.kernel_reason(cell, x, recording, want)
+            if why is None:
+                out, final = cell.run_mixed_bf16(x, state)
+                return out, final, None, None, mixed.MIXED_PATH
+            if no_units is not None:
+                out, final = mixed.run_float32(cell, x, state, training)
+                seqs = gates = None
+                if want:
+                    with torch.autocast(x.device.type, enabled=False):
+                        seqs, gates = cell.recompute_sequences(x.float(), final.__class__(*[s.float() for s in state]),
+                                                               out, want_states=want_states, want_gates=want_gates)
+                return out, final, seqs, gates, f"{kernel_name(x.device, cell)} (mixed_bfloat16: {no_units})"
+            label = f" (mixed_bfloat16: torch's op under autocast; {why})"
         out, final = cell.run_torch_op(x, state, training=training)
         seqs = gates = None
         if want:
             seqs, gates = cell.recompute_sequences(x, state, out, want_states=want_states, want_gates=want_gates)
-        return out, final, seqs, gates, kernel_name(x.device, cell) + AUTOCAST_PATH
+        return out, final, seqs, gates, kernel_name(x.device, cell) + label
     recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
     # short sequences (streaming) in inference: the compiled loop or torch's single-step cell ops
     # (not under autograd: there the sequence kernel's backward is faster than the cell ops')
