@@ -433,7 +433,9 @@ class Layer(nn.Module):
         (Input(dtype="float64") -> LSTM(4) computes in float64). Returns the input's dtype."""
         first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
         dtype = first.dtype if isinstance(first, SymbolicTensor) else torch.float32
-        if not self.built and not self._dtype_explicit and dtype.is_floating_point and dtype != torch.float32:
+        mixed_source = getattr(getattr(first, "layer", None), "_compute_name", None) is not None
+        if not self.built and not self._dtype_explicit and dtype.is_floating_point and dtype != torch.float32 \
+                and not mixed_source:       # a mixed layer's output: the next layer keeps its own policy (Keras)
             self._set_float_dtype(dtype)
         return dtype
 
