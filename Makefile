@@ -48,12 +48,14 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_busy.py
+	$(PY) benchmarks/bench_mixed.py
 
 bench-smoke: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py --smoke
 	$(PY) benchmarks/bench_training.py --smoke
 	$(PY) benchmarks/bench_export.py --smoke
 	$(PY) benchmarks/bench_busy.py --smoke --out /tmp/rnnstate-bench-busy-smoke.json
+	$(PY) benchmarks/bench_mixed.py --smoke
 
 clean:
 	rm -rf $(VENV) out
