@@ -180,7 +180,7 @@ def test_mixed_kernel_matches_its_float32_reference(shape):
     wi, wh = torch.randn(4 * Un, Fn, generator=g) * 0.3, torch.randn(4 * Un, Un, generator=g) * 0.3
     b = torch.randn(4 * Un, generator=g)
     ops = torch.ops.rnnstate
-    out, hT, cT = ops.lstm_sequence_bf16(x, h0, c0, ops.pack_bf16(wi), ops.pack_bf16(wh), b)
+    out, hT, cT = ops.lstm_sequence_bf16(x, h0, c0, ops.pack_lstm_bf16(wi), ops.pack_lstm_bf16(wh), b)
     r = lambda t: t.bfloat16().double()                                    # noqa: E731
     xw = r(x) @ r(wi).t() + b.double()
     h, c, outs = h0.double(), c0.double(), []

@@ -1,16 +1,19 @@
 // Mixed precision (rnnstate.mixed_precision, "mixed_bfloat16"): the LSTM time loop with bfloat16 matrix
 // products and float32 accumulation, gate math and cell state, for CPUs with AVX512-BF16 (vdpbf16ps).
 //
-// Same structure as lstm_loop in _C.cpp: per chunk of steps one GEMM for the input part of every gate,
-// z = b_ih + x @ W_ih^T (float32, time-major (steps, B, Gp)); per step one GEMM adds h_{t-1} @ W_hh^T into
-// z_t, then one pointwise pass (the fp32 pass of the fp32 loop, lstm_step_f32) writes c_t (float32) and
-// h_t, which is rounded to bfloat16 once: into the output sequence and into the bf16 copy the next step's
-// product reads. h_T and c_T are returned in float32.
+// One fused pass per step: the gate pre-activations of a register tile (4 batch rows x 16 units x the 4
+// gates i, f, g, o) are accumulated in float32 registers, from the bias, over x_t @ W_ih^T and
+// h_{t-1} @ W_hh^T (both products in bfloat16), and the LSTM's pointwise equations run on them right
+// there (float32):
+//     z = b + x_t @ W_ih^T + h_{t-1} @ W_hh^T;  i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
+//     c_t = f * c_{t-1} + i * g  (float32, kept);  h_t = o * tanh(c_t)
+// h_t is rounded to bfloat16 once: into the output sequence and into the copy the next step's product
+// reads; h_T and c_T are returned in float32. No gate pre-activations are written to memory.
 //
-// The GEMM is in-house: weights packed once per weight version (pack_bf16, cached by the caller) as
-// (G/16 blocks, K/2 pairs, 16 lanes, 2), so that one 64-byte load holds 16 output columns x 2 k's, and
-// vdpbf16ps multiplies them by a broadcast pair of the input row, accumulating in float32. A 4-row x
-// 64-column register tile; the output column count is padded to a multiple of 16 (Gp), K to even.
+// Weights are packed once per weight version (pack_lstm_bf16, cached by the caller) with the gates of 16
+// units side by side: block 4*ub + q holds gate q of units 16*ub .. 16*ub + 15, as (K/2 pairs, 16 lanes,
+// 2), so that one 64-byte load holds 16 output columns x 2 k's, multiplied by a broadcast pair of the
+// input row. Units are padded to a multiple of 16, K to even (zeros).
 // Everything here is compiled for AVX512-BF16 by function attribute only; callers check
 // bf16_supported() (the CPU's cpuid) first, and the layer runs float32 where it is false.
 #include <ATen/ATen.h>
@@ -23,7 +26,6 @@
 #include <tuple>
 
 #include "loops.h"
-#include "pointwise.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -53,123 +55,143 @@ inline uint16_t to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-#ifndef RS_HAVE_BF16_BUILD
-void cvt_row(const float* src, uint16_t* dst, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) dst[k] = to_bf16(src[k]);
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+#ifdef RS_HAVE_BF16_BUILD
+// ---- the step's pointwise pass, vectorised for AVX512 (the same equations as lstm_step_f32) ------------
+// exp: the Cody-Waite reduction and Cephes polynomial of pointwise.cpp's exp_f, 2^k by vscalefps;
+// 1 / (1 + e) by vrcp14ps and one Newton step (relative error ~1e-7, as a division).
+RS_BF16_TARGET inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, k);
 }
-#else
-// n floats -> n bf16 (round to nearest even).
-RS_BF16_TARGET void cvt_row(const float* src, uint16_t* dst, int64_t n) {
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + k));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k), reinterpret_cast<__m256i&>(v));
-  }
-  if (k < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - k)) - 1u);
-    __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + k));
-    _mm256_mask_storeu_epi16(dst + k, m, reinterpret_cast<__m256i&>(v));
-  }
+RS_BF16_TARGET inline __m512 inv1p(__m512 e) {              // 1 / (1 + e), e >= 0
+  const __m512 d = _mm512_add_ps(e, _mm512_set1_ps(1.0f));
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+RS_BF16_TARGET inline __m512 sigmoid16(__m512 x) { return inv1p(exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))); }
+RS_BF16_TARGET inline __m512 tanh16(__m512 x) {              // 2 / (1 + exp(-2x)) - 1
+  const __m512 s = inv1p(exp16(_mm512_mul_ps(x, _mm512_set1_ps(-2.0f))));
+  return _mm512_fmsub_ps(s, _mm512_set1_ps(2.0f), _mm512_set1_ps(1.0f));
 }
 
-// C (MR rows, NB*16 columns; row stride ldc) += A (MR rows of K2 bf16 pairs; row stride lda, in bf16) @
-// the packed weight blocks wp[0..NB) (each K2 x 16 lanes x 2).
-template <int MR, int NB>
-RS_BF16_TARGET inline void tile(const uint16_t* A, int64_t lda, const uint16_t* wp, int64_t K2, float* C,
-                                int64_t ldc) {
-  __m512 acc[MR][NB];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_loadu_ps(C + i * ldc + j * 16);
-  const int64_t bstride = K2 * 32;                  // bf16 elements per packed 16-column block
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u); }
+
+// acc (MR rows x the 4 gate blocks) += a (MR rows of K2 bf16 pairs, stride lda) @ the 4 packed blocks at w.
+template <int MR>
+RS_BF16_TARGET inline void tile_product(__m512 (&acc)[MR][4], const uint16_t* a, int64_t lda, const uint16_t* w,
+                                        int64_t K2) {
+  const int64_t bs = K2 * 32;
   for (int64_t k2 = 0; k2 < K2; ++k2) {
-    __m512i w[NB];
-    for (int j = 0; j < NB; ++j) w[j] = _mm512_loadu_si512(wp + j * bstride + k2 * 32);
+    __m512i wv[4];
+    for (int j = 0; j < 4; ++j) wv[j] = _mm512_loadu_si512(w + j * bs + k2 * 32);
     for (int i = 0; i < MR; ++i) {
       int32_t pair;
-      std::memcpy(&pair, A + i * lda + 2 * k2, sizeof pair);
-      const __m512i a = _mm512_set1_epi32(pair);
-      for (int j = 0; j < NB; ++j)
-        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<const __m512bh&>(a),
-                                     reinterpret_cast<const __m512bh&>(w[j]));
+      std::memcpy(&pair, a + i * lda + 2 * k2, sizeof pair);
+      const __m512i av = _mm512_set1_epi32(pair);
+      for (int j = 0; j < 4; ++j)
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], reinterpret_cast<const __m512bh&>(av),
+                                     reinterpret_cast<const __m512bh&>(wv[j]));
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NB; ++j) _mm512_storeu_ps(C + i * ldc + j * 16, acc[i][j]);
 }
 
+// One register tile of one step: MR batch rows x 16 units (u0 .. u0 + n - 1). x rows (stride ldx) hold
+// F2 bf16 pairs of x_t, h rows (stride ldh) U2 pairs of h_{t-1}; wx, wh the unit block's 4 packed gate
+// blocks (block strides F2*32, U2*32); bias the block's (4, 16) float32 bias. Reads c_{t-1} (cp) and
+// writes c_t (c), h_t in float32 (hf) and in bf16 (ho: the output row, hn: the next product's row).
 template <int MR>
-RS_BF16_TARGET void tile_nb(int nb, const uint16_t* A, int64_t lda, const uint16_t* wp, int64_t K2, float* C,
-                            int64_t ldc) {
-  switch (nb) {
-    case 4: tile<MR, 4>(A, lda, wp, K2, C, ldc); break;
-    case 3: tile<MR, 3>(A, lda, wp, K2, C, ldc); break;
-    case 2: tile<MR, 2>(A, lda, wp, K2, C, ldc); break;
-    default: tile<MR, 1>(A, lda, wp, K2, C, ldc); break;
+RS_BF16_TARGET void lstm_tile(const uint16_t* x, int64_t ldx, int64_t F2, const uint16_t* h, int64_t ldh, int64_t U2,
+                              const uint16_t* wx, const uint16_t* wh, const float* bias, int64_t n, const float* cp,
+                              float* c, float* hf, int64_t ldc, uint16_t* ho, int64_t ldo, uint16_t* hn,
+                              int64_t ldn) {
+  __m512 acc[MR][4];
+  for (int j = 0; j < 4; ++j) {
+    const __m512 b = _mm512_loadu_ps(bias + 16 * j);
+    for (int i = 0; i < MR; ++i) acc[i][j] = b;
+  }
+  tile_product<MR>(acc, x, ldx, wx, F2);
+  tile_product<MR>(acc, h, ldh, wh, U2);
+  const __mmask16 m = lanes(n);
+  for (int i = 0; i < MR; ++i) {
+    const __m512 ig = sigmoid16(acc[i][0]), fg = sigmoid16(acc[i][1]), gg = tanh16(acc[i][2]),
+                 og = sigmoid16(acc[i][3]);
+    const __m512 ct = _mm512_fmadd_ps(fg, _mm512_maskz_loadu_ps(m, cp + i * ldc), _mm512_mul_ps(ig, gg));
+    const __m512 ht = _mm512_mul_ps(og, tanh16(ct));
+    _mm512_mask_storeu_ps(c + i * ldc, m, ct);
+    _mm512_mask_storeu_ps(hf + i * ldc, m, ht);
+    __m256bh hb = _mm512_cvtneps_pbh(ht);
+    _mm256_mask_storeu_epi16(ho + i * ldo, m, reinterpret_cast<__m256i&>(hb));
+    _mm256_mask_storeu_epi16(hn + i * ldn, m, reinterpret_cast<__m256i&>(hb));
   }
 }
 
-RS_BF16_TARGET void tile_any(int mr, int nb, const uint16_t* A, int64_t lda, const uint16_t* wp, int64_t K2,
-                             float* C, int64_t ldc) {
-  switch (mr) {
-    case 4: tile_nb<4>(nb, A, lda, wp, K2, C, ldc); break;
-    case 3: tile_nb<3>(nb, A, lda, wp, K2, C, ldc); break;
-    case 2: tile_nb<2>(nb, A, lda, wp, K2, C, ldc); break;
-    default: tile_nb<1>(nb, A, lda, wp, K2, C, ldc); break;
-  }
-}
-#endif
-
-constexpr int kMR = 4;   // rows per register tile
-constexpr int kNB = 4;   // 16-column blocks per register tile
-
-// C (M, Gp) float32, row stride ldc  +=  A (M, 2*K2) bf16, row stride lda  @  W^T, W packed (Gp/16, K2, 16, 2).
-// Split across threads by tiles when the product is large enough (`parallel`).
-void gemm_bf16(int64_t M, int64_t Gp, int64_t K2, const uint16_t* A, int64_t lda, const uint16_t* wp, float* C,
-               int64_t ldc, bool parallel) {
-#ifdef RS_HAVE_BF16_BUILD
-  const int64_t nblocks = Gp / 16, ngroups = (nblocks + kNB - 1) / kNB, nrows = (M + kMR - 1) / kMR;
+// One step over all tiles (unit block outer: its weights stay in cache across the row blocks).
+void lstm_step_tiles(int64_t B, int64_t U, const uint16_t* x, int64_t F2, const uint16_t* h, int64_t U2,
+                     const uint16_t* wx, const uint16_t* wh, const float* bias, const float* cp, float* c, float* hf,
+                     uint16_t* ho, uint16_t* hn, bool parallel) {
+  const int64_t ublocks = (U + 15) / 16, rblocks = (B + 3) / 4;
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {       // column group outer: its weights stay in cache
-      const int64_t g = item / nrows, r = item % nrows;
-      const int64_t b0 = g * kNB, r0 = r * kMR;
-      const int nb = static_cast<int>(std::min<int64_t>(kNB, nblocks - b0));
-      const int mr = static_cast<int>(std::min<int64_t>(kMR, M - r0));
-      tile_any(mr, nb, A + r0 * lda, lda, wp + b0 * K2 * 32, K2, C + r0 * ldc + b0 * 16, ldc);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t ub = item / rblocks, r0 = (item % rblocks) * 4, u0 = ub * 16;
+      const int64_t n = std::min<int64_t>(16, U - u0);
+      const uint16_t* wxb = wx + ub * 4 * F2 * 32;
+      const uint16_t* whb = wh + ub * 4 * U2 * 32;
+      const float* bb = bias + ub * 64;
+      const uint16_t* xr = x + r0 * 2 * F2;
+      const uint16_t* hr = h + r0 * 2 * U2;
+      const int64_t o = r0 * U + u0;
+      switch (std::min<int64_t>(4, B - r0)) {
+#define RS_TILE(MR) lstm_tile<MR>(xr, 2 * F2, F2, hr, 2 * U2, U2, wxb, whb, bb, n, cp + o, c + o, hf + o, U, ho + o, U, \
+                                  hn + r0 * 2 * U2 + u0, 2 * U2)
+        case 4: RS_TILE(4); break;
+        case 3: RS_TILE(3); break;
+        case 2: RS_TILE(2); break;
+        default: RS_TILE(1); break;
+#undef RS_TILE
+      }
     }
   };
-  const int64_t items = ngroups * nrows;
-  if (parallel && items > 1) {
-    at::parallel_for(0, items, 1, body);
-  } else {
-    body(0, items);
-  }
-#else
-  TORCH_CHECK(false, "rnnstate: this build has no bfloat16 kernels");
-#endif
+  const int64_t items = ublocks * rblocks;
+  if (parallel && items > 1) at::parallel_for(0, items, 1, body);
+  else body(0, items);
 }
-
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+#endif
 
 }  // namespace
 
-// W (G, K) float32 (or bfloat16) -> packed bf16 (Gp/16, K2, 16, 2), zero-padded to Gp = 16*ceil(G/16) rows
-// and 2*K2 >= K columns. Returned as a bfloat16 tensor.
-at::Tensor pack_bf16(const at::Tensor& w_) {
-  TORCH_CHECK(w_.dim() == 2, "pack_bf16: a (G, K) weight");
+// W (4U, K) float32 (or bfloat16) -> packed bf16 (4 * ceil(U/16), ceil(K/2), 16, 2): block 4*ub + q holds
+// gate q of units 16*ub .. 16*ub + 15 (zeros beyond U and K). Returned as a bfloat16 tensor.
+at::Tensor pack_lstm_bf16(const at::Tensor& w_) {
+  TORCH_CHECK(w_.dim() == 2 && w_.size(0) % 4 == 0, "pack_lstm_bf16: a (4U, K) weight");
   const at::Tensor w = w_.to(at::kFloat).contiguous();
-  const int64_t G = w.size(0), K = w.size(1), Gp = round_up(G, 16), K2 = (K + 1) / 2;
-  at::Tensor out = at::zeros({Gp / 16, K2, 16, 2}, w.options().dtype(at::kBFloat16));
+  const int64_t U = w.size(0) / 4, K = w.size(1), Ub = (U + 15) / 16, K2 = (K + 1) / 2;
+  at::Tensor out = at::zeros({4 * Ub, K2, 16, 2}, w.options().dtype(at::kBFloat16));
   const float* src = w.data_ptr<float>();
   uint16_t* dst = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-  for (int64_t g = 0; g < G; ++g) {
-    const int64_t blk = g / 16, lane = g % 16;
-    for (int64_t k = 0; k < K; ++k) dst[((blk * K2 + k / 2) * 16 + lane) * 2 + (k & 1)] = to_bf16(src[g * K + k]);
-  }
+  for (int64_t q = 0; q < 4; ++q)
+    for (int64_t u = 0; u < U; ++u) {
+      const int64_t blk = (u / 16) * 4 + q, lane = u % 16;
+      const float* row = src + (q * U + u) * K;
+      for (int64_t k = 0; k < K; ++k) dst[((blk * K2 + k / 2) * 16 + lane) * 2 + (k & 1)] = to_bf16(row[k]);
+    }
   return out;
 }
 
 // The LSTM over x (B, T, F) float32 or bfloat16 from h0, c0 (B, U) float32, with packed weights
-// (pack_bf16 of W_ih (4U, F) and W_hh (4U, U)) and b_ih (4U,) float32 or None.
+// (pack_lstm_bf16 of W_ih (4U, F) and W_hh (4U, U)) and b_ih (4U,) or None.
 // Returns (outputs (B, T, U) bfloat16 (a transposed view of time-major storage), h_T, c_T float32).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_sequence_bf16(const at::Tensor& x, const at::Tensor& h0_,
                                                                   const at::Tensor& c0_, const at::Tensor& wp_ih,
@@ -179,87 +201,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_sequence_bf16(const at::Tens
   TORCH_CHECK(x.dim() == 3 && x.device().is_cpu(), "x must be a (B, T, F) CPU tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, "x: float32 or bfloat16");
   const int64_t B = x.size(0), Tn = x.size(1), F = x.size(2), U = h0_.size(1), G = 4 * U;
-  const int64_t Gp = round_up(G, 16), F2 = (F + 1) / 2, U2 = (U + 1) / 2;
-  TORCH_CHECK(wp_ih.scalar_type() == at::kBFloat16 && wp_ih.dim() == 4 && wp_ih.size(0) * 16 == Gp &&
-              wp_ih.size(1) == F2, "wp_ih: pack_bf16(W_ih)");
-  TORCH_CHECK(wp_hh.scalar_type() == at::kBFloat16 && wp_hh.dim() == 4 && wp_hh.size(0) * 16 == Gp &&
-              wp_hh.size(1) == U2, "wp_hh: pack_bf16(W_hh)");
+  const int64_t Ub = (U + 15) / 16, F2 = (F + 1) / 2, U2 = (U + 1) / 2;
+  TORCH_CHECK(wp_ih.scalar_type() == at::kBFloat16 && wp_ih.dim() == 4 && wp_ih.size(0) == 4 * Ub &&
+              wp_ih.size(1) == F2, "wp_ih: pack_lstm_bf16(W_ih)");
+  TORCH_CHECK(wp_hh.scalar_type() == at::kBFloat16 && wp_hh.dim() == 4 && wp_hh.size(0) == 4 * Ub &&
+              wp_hh.size(1) == U2, "wp_hh: pack_lstm_bf16(W_hh)");
   TORCH_CHECK(h0_.sizes() == at::IntArrayRef({B, U}) && c0_.sizes() == at::IntArrayRef({B, U}), "state shapes");
   const bool bias = b_ih.has_value() && b_ih->defined();
   if (bias) TORCH_CHECK(b_ih->numel() == G, "bias");
-  const auto f32 = x.options().dtype(at::kFloat);
-  const at::Tensor h0 = h0_.to(at::kFloat).contiguous(), c0 = c0_.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty({Tn, B, U}, x.options().dtype(at::kBFloat16));
-  at::Tensor cbuf = at::empty({2, B, U}, f32);
-  at::Tensor hT = h0.clone(), cT = c0.clone();
+  const auto f32 = x.options().dtype(at::kFloat), bf = x.options().dtype(at::kBFloat16);
+  at::Tensor out = at::empty({Tn, B, U}, bf);
+  at::Tensor hT = h0_.to(at::kFloat).contiguous().clone(), cT = c0_.to(at::kFloat).contiguous().clone();
   if (Tn == 0 || B == 0) return {out.transpose(0, 1), hT, cT};
-  // inputs time-major, bf16, K padded to even: (T*B, 2*F2)
+#ifdef RS_HAVE_BF16_BUILD
+  // inputs time-major, bf16, K padded to even: (T, B, 2*F2)
   at::Tensor xa = x.transpose(0, 1).to(at::kBFloat16);
   if (F % 2) xa = at::constant_pad_nd(xa, {0, 1}, 0);
-  xa = xa.contiguous().view({Tn * B, 2 * F2});
+  xa = xa.contiguous();
+  // h_{t-1} in bf16 for the product: two (B, 2*U2) buffers (the padding stays zero)
+  at::Tensor hb = at::zeros({2, B, 2 * U2}, bf);
+  at::slice(hb.select(0, 0), 1, 0, U).copy_(hT);
+  // the bias as (Ub, 4, 16), gate blocks of 16 units (zeros beyond U)
+  at::Tensor bp = at::zeros({Ub, 4, 16}, f32);
+  if (bias) {
+    const at::Tensor b = b_ih->to(at::kFloat).contiguous();
+    const float* src = b.data_ptr<float>();
+    float* dst = bp.data_ptr<float>();
+    for (int64_t q = 0; q < 4; ++q)
+      for (int64_t u = 0; u < U; ++u) dst[((u / 16) * 4 + q) * 16 + u % 16] = src[q * U + u];
+  }
+  at::Tensor cbuf = at::empty({2, B, U}, f32);
   const uint16_t* xa_p = reinterpret_cast<const uint16_t*>(xa.data_ptr<at::BFloat16>());
-  // h_{t-1} in bf16 for the product (two buffers, zero-padded to even U)
-  at::Tensor hb = at::zeros({2, B, 2 * U2}, x.options().dtype(at::kBFloat16));
   uint16_t* hb_p = reinterpret_cast<uint16_t*>(hb.data_ptr<at::BFloat16>());
-  at::Tensor hf = at::empty({B, U}, f32);                      // h_t in float32 (the step's pass writes it)
-  float* hf_p = hf.data_ptr<float>();
   uint16_t* out_p = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-  const at::Tensor b = bias ? b_ih->to(at::kFloat).contiguous() : at::Tensor();
-  const float* c0_p = c0.data_ptr<float>();
+  const uint16_t* wx = reinterpret_cast<const uint16_t*>(wp_ih.data_ptr<at::BFloat16>());
+  const uint16_t* wh = reinterpret_cast<const uint16_t*>(wp_hh.data_ptr<at::BFloat16>());
+  const float* bias_p = bp.data_ptr<float>();
+  const float* c0_p = cT.data_ptr<float>();
   float* cb = cbuf.data_ptr<float>();
-  const uint16_t* wih = reinterpret_cast<const uint16_t*>(wp_ih.data_ptr<at::BFloat16>());
-  const uint16_t* whh = reinterpret_cast<const uint16_t*>(wp_hh.data_ptr<at::BFloat16>());
-  {
-    const float* h0_p = h0.data_ptr<float>();
-    for (int64_t r = 0; r < B; ++r) cvt_row(h0_p + r * U, hb_p + r * 2 * U2, U);
+  float* hf = hT.data_ptr<float>();          // h_t in float32: after the last step, h_T
+  const int64_t macs = B * G * (U + F);
+  const bool parallel = macs >= kParallelStepMacs;
+  rnnstate_ext::StepThreads threads(macs);
+  for (int64_t t = 0; t < Tn; ++t) {
+    const float* cp = t == 0 ? c0_p : cb + ((t - 1) & 1) * B * U;
+    lstm_step_tiles(B, U, xa_p + t * B * 2 * F2, F2, hb_p + (t & 1) * B * 2 * U2, U2, wx, wh, bias_p, cp,
+                    cb + (t & 1) * B * U, hf, out_p + t * B * U, hb_p + ((t + 1) & 1) * B * 2 * U2, parallel);
   }
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(Tn, (int64_t(1) << 20) / (B * Gp)));
-  at::Tensor z = at::empty({chunk * B, Gp}, f32);
-  float* z_p = z.data_ptr<float>();
-  const bool par_rec = B * G * U >= kParallelStepMacs;
-  rnnstate_ext::StepThreads threads(B * G * U);
-  for (int64_t t0 = 0; t0 < Tn; t0 += chunk) {
-    const int64_t n = std::min(chunk, Tn - t0), rows = n * B;
-    if (bias) {
-      const float* bp = b.data_ptr<float>();
-      for (int64_t r = 0; r < rows; ++r) {
-        std::memcpy(z_p + r * Gp, bp, sizeof(float) * G);
-        if (Gp > G) std::memset(z_p + r * Gp + G, 0, sizeof(float) * (Gp - G));
-      }
-    } else {
-      std::memset(z_p, 0, sizeof(float) * rows * Gp);
-    }
-    gemm_bf16(rows, Gp, F2, xa_p + t0 * B * 2 * F2, 2 * F2, wih, z_p, Gp, rows * G * F >= kParallelStepMacs);
-    for (int64_t t = t0; t < t0 + n; ++t) {
-      float* zt = z_p + (t - t0) * B * Gp;
-      const uint16_t* hprev = hb_p + (t & 1) * B * 2 * U2;
-      uint16_t* hnext = hb_p + ((t + 1) & 1) * B * 2 * U2;
-      gemm_bf16(B, Gp, U2, hprev, 2 * U2, whh, zt, Gp, par_rec);      // z_t += h_{t-1} @ W_hh^T
-      const float* cp = t == 0 ? c0_p : cb + ((t - 1) & 1) * B * U;
-      float* cc = cb + (t & 1) * B * U;
-      uint16_t* ot = out_p + t * B * U;
-      auto body = [&](int64_t r0, int64_t r1) {                        // rows of the batch
-        for (int64_t r = r0; r < r1; ++r) {
-          lstm_step_f32(zt + r * Gp, U, cp + r * U, hf_p + r * U, cc + r * U, nullptr, nullptr, nullptr, nullptr, U);
-          cvt_row(hf_p + r * U, ot + r * U, U);
-          cvt_row(hf_p + r * U, hnext + r * 2 * U2, U);
-        }
-      };
-      if (B * U > kGrain) at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (2 * U)), body);
-      else body(0, B);
-    }
-  }
-  hT.copy_(hf);
   cT.copy_(cbuf.select(0, (Tn - 1) & 1));
+#endif
   return {out.transpose(0, 1), hT, cT};
 }
 
 }  // namespace rnnstate_ext
 
 TORCH_LIBRARY_FRAGMENT(rnnstate, m) {
-  // W (G, K) -> packed bf16 (ceil(G/16), ceil(K/2), 16, 2)
-  m.def("pack_bf16(Tensor w) -> Tensor");
-  // whether this CPU has the AVX512-BF16 units the kernels below need
+  // W (4U, K) -> packed bf16 (4 * ceil(U/16), ceil(K/2), 16, 2), gate blocks of 16 units side by side
+  m.def("pack_lstm_bf16(Tensor w) -> Tensor");
+  // whether this CPU has the AVX512-BF16 units the kernel below needs
   m.def("bf16_supported() -> bool");
   // outputs (B, T, U) bfloat16, h_T, c_T float32
   m.def("lstm_sequence_bf16(Tensor x, Tensor h0, Tensor c0, Tensor wp_ih, Tensor wp_hh, Tensor? b_ih) "
@@ -271,6 +270,6 @@ TORCH_LIBRARY_IMPL(rnnstate, CompositeExplicitAutograd, m) {
 }
 
 TORCH_LIBRARY_IMPL(rnnstate, CPU, m) {
-  m.impl("pack_bf16", &rnnstate_ext::pack_bf16);
+  m.impl("pack_lstm_bf16", &rnnstate_ext::pack_lstm_bf16);
   m.impl("lstm_sequence_bf16", &rnnstate_ext::lstm_sequence_bf16);
 }

@@ -118,8 +118,8 @@ class LSTMCell(GatedCell):
         if packed is None or packed[0] != key:
             ops = torch.ops.rnnstate
             with torch.no_grad():
-                packed = self.__dict__["_bf16_packed"] = (key, ops.pack_bf16(self.weight_ih.detach()),
-                                                          ops.pack_bf16(self.weight_hh.detach()))
+                packed = self.__dict__["_bf16_packed"] = (key, ops.pack_lstm_bf16(self.weight_ih.detach()),
+                                                          ops.pack_lstm_bf16(self.weight_hh.detach()))
         b = None if self.bias_ih is None else self.bias_ih.detach()
         out, h, c = torch.ops.rnnstate.lstm_sequence_bf16(x, state[0], state[1], packed[1], packed[2], b)
         return out, LSTMState(h, c)
