@@ -237,11 +237,18 @@ def test_fit_trains_under_mixed_bfloat16():
     model = Sequential([Input((T, F)), layers.LSTM(8), layers.Dense(2, activation="softmax", dtype="float32")])
     model.compile(optimizer=rnnstate.optimizers.Adam(learning_rate=0.02), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
+    before = model.predict(x, verbose=0)               # inference first: fit's updates must reach it after
     hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert hist.history["loss"][-1] < 0.6 * hist.history["loss"][0] and hist.history["accuracy"][-1] > 0.85
     assert all(w.numpy().dtype == np.float32 for w in model.weights)
     assert "autocast" in model.layers[0].last_path
-    assert model.predict(x, verbose=0).dtype == np.float32              # the float32 last layer
+    got = model.predict(x, verbose=0)
+    assert got.dtype == np.float32                                      # the float32 last layer
+    mp.set_global_policy("float32")                                     # inference sees the trained weights
+    ref = Sequential([Input((T, F)), layers.LSTM(8), layers.Dense(2, activation="softmax")])
+    ref.set_weights(model.get_weights())
+    np.testing.assert_allclose(got, ref.predict(x, verbose=0), atol=2e-2)
+    assert np.abs(got - before).max() > 0.1
 
 
 # ---- configs and .keras files ------------------------------------------------------------------------------

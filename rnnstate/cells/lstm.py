@@ -112,16 +112,12 @@ class LSTMCell(GatedCell):
     def run_mixed_bf16(self, x, state):
         """rnnstate's compiled mixed loop (``mixed_bfloat16`` inference on a CPU with bfloat16 units):
         bfloat16 products with float32 accumulation, gate math and cell state -> (outputs (B, T, U)
-        bfloat16, final state float32). The weights are packed for it once per weight version."""
-        key = (self.weight_ih._version, self.weight_hh._version, self.weight_ih.data_ptr(), self.weight_hh.data_ptr())
-        packed = self.__dict__.get("_bf16_packed")
-        if packed is None or packed[0] != key:
-            ops = torch.ops.rnnstate
-            with torch.no_grad():
-                packed = self.__dict__["_bf16_packed"] = (key, ops.pack_lstm_bf16(self.weight_ih.detach()),
-                                                          ops.pack_lstm_bf16(self.weight_hh.detach()))
+        bfloat16, final state float32). The weights are packed for it at every call (a few % of the
+        loop's time; a cache could not see updates made through ``.data``, which bump no version)."""
+        ops = torch.ops.rnnstate
         b = None if self.bias_ih is None else self.bias_ih.detach()
-        out, h, c = torch.ops.rnnstate.lstm_sequence_bf16(x, state[0], state[1], packed[1], packed[2], b)
+        out, h, c = ops.lstm_sequence_bf16(x, state[0], state[1], ops.pack_lstm_bf16(self.weight_ih.detach()),
+                                           ops.pack_lstm_bf16(self.weight_hh.detach()), b)
         return out, LSTMState(h, c)
 
     def streaming_step(self):
