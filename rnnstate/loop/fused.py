@@ -26,7 +26,9 @@ registered ops (their fake kernels give symbolic shapes), else the reference loo
 tracing and TorchScript ONNX export (``"trace"``) torch's own ops (``torch.lstm`` ...), which those
 tools translate, for all shapes; what they can't express raises (``trace_reason``). Under torch.func.grad
 / jvp the reference loop runs (torch's custom-op autograd is no functorch transform). Under CPU autocast
-torch's ops run, so a layer follows autocast as ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` do.
+torch's ops run, so a layer follows autocast as ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` do; a layer with a mixed
+dtype policy (``rnnstate.mixed_precision``, which runs its call under autocast) asks ``rnnstate.loop.mixed``
+first (the compiled bf16 LSTM loop in inference, float32 where the CPU has no bf16 units).
 """
 from __future__ import annotations
 
