@@ -181,12 +181,18 @@ at::Tensor pack_lstm_bf16(const at::Tensor& w_) {
   at::Tensor out = at::zeros({4 * Ub, K2, 16, 2}, w.options().dtype(at::kBFloat16));
   const float* src = w.data_ptr<float>();
   uint16_t* dst = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-  for (int64_t q = 0; q < 4; ++q)
-    for (int64_t u = 0; u < U; ++u) {
-      const int64_t blk = (u / 16) * 4 + q, lane = u % 16;
-      const float* row = src + (q * U + u) * K;
-      for (int64_t k = 0; k < K; ++k) dst[((blk * K2 + k / 2) * 16 + lane) * 2 + (k & 1)] = to_bf16(row[k]);
+  for (int64_t blk = 0; blk < 4 * Ub; ++blk) {             // the destination in order: sequential writes
+    const int64_t q = blk % 4, u0 = (blk / 4) * 16, n = std::min<int64_t>(16, U - u0);
+    const float* rows = src + (q * U + u0) * K;
+    uint16_t* d = dst + blk * K2 * 32;
+    for (int64_t k2 = 0; k2 < K2; ++k2, d += 32) {
+      const int64_t k = 2 * k2;
+      for (int64_t lane = 0; lane < n; ++lane) {
+        d[2 * lane] = to_bf16(rows[lane * K + k]);
+        d[2 * lane + 1] = k + 1 < K ? to_bf16(rows[lane * K + k + 1]) : 0;
+      }
     }
+  }
   return out;
 }
 
