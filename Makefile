@@ -51,6 +51,7 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_busy.py
 	$(PY) benchmarks/bench_streaming.py
+	$(PY) benchmarks/bench_mixed.py
 
 bench-smoke: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py --smoke
@@ -58,6 +59,7 @@ bench-smoke: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_export.py --smoke
 	$(PY) benchmarks/bench_busy.py --smoke --out /tmp/rnnstate-bench-busy-smoke.json
 	$(PY) benchmarks/bench_streaming.py --smoke
+	$(PY) benchmarks/bench_mixed.py --smoke
 
 clean:
 	rm -rf $(VENV) out

@@ -11,7 +11,8 @@ import os
 
 from setuptools import setup
 
-EXT_SOURCES = [os.path.join("rnnstate", "_ext", name) for name in ("_C.cpp", "pointwise.cpp", "backward.cpp", "gemm.cpp")]
+EXT_SOURCES = [os.path.join("rnnstate", "_ext", name)
+               for name in ("_C.cpp", "pointwise.cpp", "backward.cpp", "gemm.cpp", "mixed.cpp")]
 
 
 def _blas_macros(torch):

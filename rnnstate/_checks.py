@@ -549,3 +549,22 @@ def callable_failed(owner, arg, what, e):
 def callable_result(owner, arg, what, expected_shape, received):
     return error(owner, f"argument `{arg}` must give {what} of shape {fmt_shape(expected_shape)}; received "
                         f"{received}.")
+
+
+# ---- dtype policies (rnnstate.mixed_precision; Keras 3's wording and exception types) ----------------------
+_POLICY_HINT = ("Valid policies include 'mixed_float16', 'mixed_bfloat16', and the name of any float dtype such "
+                "as 'float32' (rnnstate: float16, bfloat16, float32, float64)")
+
+
+def policy_name_type(owner, value):
+    return error(owner, f"a dtype policy name must be a string, such as 'mixed_float16'; received {value!r:.60} "
+                        f"(of type {type(value).__name__}).", TypeError)
+
+
+def policy_name(owner, value):
+    return error(owner, f"cannot convert {value!r:.60} to a dtype policy. {_POLICY_HINT}.")
+
+
+def policy_argument(owner, arg, value):
+    return error(owner, f"argument `{arg}` must be a policy name (such as 'mixed_bfloat16'), a `DTypePolicy` or "
+                        f"a torch floating dtype; received {value!r:.60} (of type {type(value).__name__}).")

@@ -109,6 +109,17 @@ class LSTMCell(GatedCell):
         out, h, c = _ext.lstm_train(x, state[0], state[1], self.weight_ih, self.weight_hh, self.bias_ih)
         return out, LSTMState(h, c)
 
+    def run_mixed_bf16(self, x, state):
+        """rnnstate's compiled mixed loop (``mixed_bfloat16`` inference on a CPU with bfloat16 units):
+        bfloat16 products with float32 accumulation, gate math and cell state -> (outputs (B, T, U)
+        bfloat16, final state float32). The weights are packed for it at every call (a few % of the
+        loop's time; a cache could not see updates made through ``.data``, which bump no version)."""
+        ops = torch.ops.rnnstate
+        b = None if self.bias_ih is None else self.bias_ih.detach()
+        out, h, c = ops.lstm_sequence_bf16(x, state[0], state[1], ops.pack_lstm_bf16(self.weight_ih.detach()),
+                                           ops.pack_lstm_bf16(self.weight_hh.detach()), b)
+        return out, LSTMState(h, c)
+
     def streaming_step(self):
         """The one-step kernel for eager streaming, ``(x (B, F), h, c, w_ih, w_hh, b_ih) -> (h', c')``
         (``torch.ops.rnnstate.lstm_step``, no autograd), or None."""

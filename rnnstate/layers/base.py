@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .. import _checks
+from .. import mixed_precision as _mp
 from .._symbolic import Node, SymbolicTensor, has_symbolic, map_structure
 
 _NAME_COUNTS: dict[str, int] = defaultdict(int)
@@ -202,8 +203,9 @@ class Layer(nn.Module):
         self.name = _checks.layer_name(owner, name) or unique_name(snake_case(type(self).__name__))
         self.built = False
         self._trainable = bool(trainable)
-        self._dtype_explicit = dtype is not None
-        self._dtype_name = self._check_dtype(dtype) if dtype is not None else "float32"
+        policy = _mp.global_policy() if dtype is None else None
+        self._dtype_explicit = dtype is not None or policy.name != "float32"
+        self._set_policy(self._check_dtype(dtype) if dtype is not None else policy.name)
         self._inbound_nodes: list[Node] = []
         self._torch_mode: bool | None = None      # set by .train()/.eval(); None = Keras default (inference)
         batch_size = _checks.integer(self, "batch_size", batch_size, minimum=1, allow_none=True)
@@ -235,20 +237,57 @@ class Layer(nn.Module):
     # `dtype` (Keras' argument; `.to(dtype)`/`.double()` on a layer or model set it too; a layer built on a
     # symbolic `Input(dtype=...)` without its own `dtype` takes the input's). Integer inputs of layers that
     # take ids (Embedding: ``_input_dtype = None``) stay integers.
+    #
+    # Mixed policies (rnnstate.mixed_precision, Keras' dtype="mixed_bfloat16"): the weights are held in the
+    # variable dtype (`_dtype_name`), inputs are cast to the compute dtype (`_compute_name`, None when the
+    # same), the call runs under torch.autocast with it and floating outputs come back in it.
     def _check_dtype(self, dtype) -> str:
+        """A policy name from Keras' `dtype` argument (a name, a DTypePolicy or its config, a torch dtype)."""
         if isinstance(dtype, torch.dtype):
             dtype = dtype_name(dtype)
         if isinstance(dtype, dict):
             from ..serialization import _dtype_name
             dtype = _checks.resolved(self, "dtype", _dtype_name, dtype)
-        if not isinstance(dtype, str) or dtype not in FLOAT_DTYPES:            # (a list is unhashable)
-            raise _checks.error(self, f"argument `dtype` must be one of {sorted(FLOAT_DTYPES)} (or the torch "
-                                      f"dtype); received {dtype!r}.")
-        return dtype
+        if isinstance(dtype, str) and dtype in _mp._POLICIES:
+            return dtype
+        if isinstance(dtype, str) or not hasattr(dtype, "compute_dtype"):
+            raise _checks.error(self, f"argument `dtype` must be one of {sorted(FLOAT_DTYPES)}, a mixed policy "
+                                      f"('mixed_bfloat16', 'mixed_float16'), a `DTypePolicy` or the torch dtype; "
+                                      f"received {dtype!r}.")
+        return _mp._name_of(dtype, _checks.who(self))
+
+    def _set_policy(self, name: str):
+        variable, compute = _mp._POLICIES[name]
+        self._dtype_name = variable
+        self._compute_name = compute if compute != variable else None
+        self.__dict__.pop("_dtype_cache", None)
+
+    @property
+    def dtype_policy(self):
+        """Keras' ``layer.dtype_policy``: a ``rnnstate.mixed_precision.DTypePolicy``."""
+        return _mp.DTypePolicy(self._policy_name())
+
+    def _policy_name(self) -> str:
+        if self._compute_name is None:
+            return self._dtype_name
+        return "mixed_" + self._compute_name
+
+    @property
+    def compute_dtype(self) -> str:
+        """Keras' ``layer.compute_dtype``: the dtype name inputs are cast to and outputs are given in."""
+        return dtype_name(self._compute_dtype())
+
+    @property
+    def variable_dtype(self) -> str:
+        """Keras' ``layer.variable_dtype``: the dtype name the weights are held in."""
+        return self._dtype_name
+
 
     def _compute_dtype(self) -> torch.dtype:
         dt = self.__dict__.get("_dtype_cache")
-        if dt is None:
+        if dt is None and self._compute_name is not None:
+            dt = self.__dict__["_dtype_cache"] = FLOAT_DTYPES[self._compute_name]
+        elif dt is None:
             dt = next((p.dtype for p in self.parameters() if p.is_floating_point()), None) \
                 or FLOAT_DTYPES.get(self._dtype_name, torch.float32)
             self.__dict__["_dtype_cache"] = dt
@@ -261,8 +300,7 @@ class Layer(nn.Module):
                 m._own_float_dtype(dtype)
 
     def _own_float_dtype(self, dtype: torch.dtype):
-        self._dtype_name = dtype_name(dtype)
-        self.__dict__.pop("_dtype_cache", None)
+        self._set_policy(dtype_name(dtype))      # .to(dtype) / .double(): one dtype, no mixed policy
 
     def to(self, *args, **kwargs):
         dtype = torch._C._nn._parse_to(*args, **kwargs)[1]
@@ -318,7 +356,17 @@ class Layer(nn.Module):
             args = (self._convert_input(args[0]),) + args[1:]
             if not self.built:
                 self._maybe_build(shape_of(args[0]))
-        return super().__call__(*args, **kwargs)
+        if not self._applies_policy:
+            return super().__call__(*args, **kwargs)
+        if self._compute_name is None:
+            if _mp._STATE.depth:              # a one-dtype layer inside a mixed one: autocast off
+                return _mp.run_unmixed(super().__call__, args, kwargs)
+            return super().__call__(*args, **kwargs)
+        return _mp.run_mixed(self, super().__call__, args, kwargs)
+
+    # Whether a mixed policy applies to the call (autocast, outputs in the compute dtype). Models hold layers
+    # with policies of their own, and operation nodes (Cast, Equal...) have fixed output dtypes: False.
+    _applies_policy = True
 
     _list_input = False      # True where the call takes a list of tensors (Concatenate, Add)
 
@@ -385,7 +433,9 @@ class Layer(nn.Module):
         (Input(dtype="float64") -> LSTM(4) computes in float64). Returns the input's dtype."""
         first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
         dtype = first.dtype if isinstance(first, SymbolicTensor) else torch.float32
-        if not self.built and not self._dtype_explicit and dtype.is_floating_point and dtype != torch.float32:
+        mixed_source = getattr(getattr(first, "layer", None), "_compute_name", None) is not None
+        if not self.built and not self._dtype_explicit and dtype.is_floating_point and dtype != torch.float32 \
+                and not mixed_source:       # a mixed layer's output: the next layer keeps its own policy (Keras)
             self._set_float_dtype(dtype)
         return dtype
 
@@ -505,7 +555,8 @@ class Layer(nn.Module):
 
     # ---- config --------------------------------------------------------------------------------------
     def get_config(self) -> dict:
-        cfg = {"name": self.name, "trainable": self.trainable, "dtype": self._dtype_name}
+        cfg = {"name": self.name, "trainable": self.trainable,
+               "dtype": self._dtype_name if self._compute_name is None else _mp.serialize(self.dtype_policy)}
         for k in self._config_args:
             cfg[k] = _serialize_value(getattr(self, k))
         if self._batch_input_shape is not None:

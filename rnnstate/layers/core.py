@@ -19,6 +19,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.
 class InputLayer(Layer):
     """Holds a model input. ``Input(...)`` makes one and returns its symbolic tensor."""
 
+    _applies_policy = False     # its dtype is the input's; no mixed policy
+
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
         for k in ("input_shape", "batch_input_shape"):       # Keras 2 spellings
             if k in kwargs:
@@ -30,6 +32,7 @@ class InputLayer(Layer):
         kwargs.pop("sparse", None)
         kwargs.pop("ragged", None)
         super().__init__(name=name, **kwargs)     # its dtype may be an integer one: checked here
+        self._compute_name = None                 # not the global policy's: the input's dtype, below
         if batch_shape is None:
             if shape is None:
                 raise _checks.error(self, "needs `shape` (without the batch axis), e.g. Input(shape=(timesteps, "

@@ -32,6 +32,7 @@ class _Op(Layer):
     _list_input = True       # takes a list of tensors ([query, value], ...)
 
     _input_dtype = None
+    _applies_policy = False  # fixed output dtypes (Cast, comparisons): no mixed policy
     _op_args: tuple = ()
     keras_module = "keras.src.ops.numpy"
 

@@ -14,7 +14,7 @@ from ..loop import fused, packed, reference
 from ..states import _context
 from ..states import access as _access
 from ..states._unpack import checked_result_type
-from .base import Layer, shape_of, to_mask, to_tensor
+from .base import FLOAT_DTYPES, Layer, shape_of, to_mask, to_tensor
 
 PATHS = ("auto", "fused", "loop")
 
@@ -314,14 +314,17 @@ class RNN(Layer):
 
     def _start_state(self, x, initial_state, B):
         cell = self._cell
+        # a mixed policy (mixed_bfloat16): the recurrence carries its state in the variable dtype (float32)
+        sdt = x.dtype if self._compute_name is None or not x.is_floating_point() else \
+            FLOAT_DTYPES[self._dtype_name]
         ctx = _context.current() if _context.ACTIVE else None
         if ctx is not None:                 # streaming / plotting: the context may give the state
             s = ctx.start(self)
             if s is not None:
                 return s
         if initial_state is not None:
-            states = [(s if s.dtype == x.dtype or not s.is_floating_point() else s.to(x.dtype))
-                      if isinstance(s, torch.Tensor) else to_tensor(s, x.dtype, x.device, self, "initial_state")
+            states = [(s if s.dtype == sdt or not s.is_floating_point() else s.to(sdt))
+                      if isinstance(s, torch.Tensor) else to_tensor(s, sdt, x.device, self, "initial_state")
                       for s in _as_list(initial_state)]
             want = self._state_shapes(B)
             if len(states) != len(want) or any(tuple(s.shape) != w for s, w in zip(states, want)):
@@ -329,12 +332,12 @@ class RNN(Layer):
             st = getattr(cell, "state_type", None)
             return st(*states) if st is not None else tuple(states)
         if self.stateful and (ctx is None or ctx.use_stateful):
-            return _access.carried_state(self, B, x.device, x.dtype)     # checks the batch size
+            return _access.carried_state(self, B, x.device, sdt)     # checks the batch size
         if hasattr(cell, "initial_state"):
-            return cell.initial_state(B, device=x.device, dtype=x.dtype)
+            return cell.initial_state(B, device=x.device, dtype=sdt)
         if hasattr(cell, "get_initial_state"):
             return tuple(cell.get_initial_state(B))
-        return tuple(torch.zeros(B, n, device=x.device, dtype=x.dtype) for n in self.state_size)
+        return tuple(torch.zeros(B, n, device=x.device, dtype=sdt) for n in self.state_size)
 
     # ---- stateful (logic in rnnstate.states.access) --------------------------------------------------------
     def _end_state(self, x, state0, final):
@@ -344,6 +347,9 @@ class RNN(Layer):
                 final = _access.state_type(self)(*final)
             ctx.finish(self, x, state0, final)      # a context run never touches the carried state
         elif self.stateful:
+            if self._compute_name is not None:      # mixed policy: carried in the variable dtype, as Keras does
+                dt = FLOAT_DTYPES[self._dtype_name]
+                final = type(final)(*[s.to(dt) if s.is_floating_point() else s for s in final])
             _access.keep_state(self, final)         # detached: truncated BPTT across calls
 
     def reset_states(self, states=None, samples=None):

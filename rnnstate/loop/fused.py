@@ -26,14 +26,16 @@ registered ops (their fake kernels give symbolic shapes), else the reference loo
 tracing and TorchScript ONNX export (``"trace"``) torch's own ops (``torch.lstm`` ...), which those
 tools translate, for all shapes; what they can't express raises (``trace_reason``). Under torch.func.grad
 / jvp the reference loop runs (torch's custom-op autograd is no functorch transform). Under CPU autocast
-torch's ops run, so a layer follows autocast as ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` do.
+torch's ops run, so a layer follows autocast as ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` do; a layer with a mixed
+dtype policy (``rnnstate.mixed_precision``, which runs its call under autocast) asks ``rnnstate.loop.mixed``
+first (the compiled bf16 LSTM loop in inference, float32 where the CPU has no bf16 units).
 """
 from __future__ import annotations
 
 import torch
 
 from .. import _ext
-from . import threads
+from . import mixed, threads
 
 _NAMES: dict = {}
 
@@ -258,11 +260,29 @@ def run_fast(cell, x, state, *, want_states=False, want_gates=False, training=Fa
 def _run_fast(cell, x, state, *, want_states=False, want_gates=False, training=False):
     want = want_states or want_gates
     if torch.is_autocast_enabled(x.device.type):
+        label = AUTOCAST_PATH
+        dt = mixed.policy_dtype(x)        # a mixed policy (rnnstate.mixed_precision), not the user's autocast
+        if dt is torch.bfloat16:
+            no_units = mixed.bf16_units_reason()
+            recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
+            why = no_units or mixed.kernel_reason(cell, x, recording, want)
+            if why is None:
+                out, final = cell.run_mixed_bf16(x, state)
+                return out, final, None, None, mixed.MIXED_PATH
+            if no_units is not None:
+                out, final = mixed.run_float32(cell, x, state, training)
+                seqs = gates = None
+                if want:
+                    with torch.autocast(x.device.type, enabled=False):
+                        seqs, gates = cell.recompute_sequences(x.float(), final.__class__(*[s.float() for s in state]),
+                                                               out, want_states=want_states, want_gates=want_gates)
+                return out, final, seqs, gates, f"{kernel_name(x.device, cell)} (mixed_bfloat16: {no_units})"
+            label = f" (mixed_bfloat16: torch's op under autocast; {why})"
         out, final = cell.run_torch_op(x, state, training=training)
         seqs = gates = None
         if want:
             seqs, gates = cell.recompute_sequences(x, state, out, want_states=want_states, want_gates=want_gates)
-        return out, final, seqs, gates, kernel_name(x.device, cell) + AUTOCAST_PATH
+        return out, final, seqs, gates, kernel_name(x.device, cell) + label
     recording = torch.is_grad_enabled() and (cell.weight_hh.requires_grad or x.requires_grad)
     # short sequences (streaming) in inference: the compiled loop or torch's single-step cell ops
     # (not under autograd: there the sequence kernel's backward is faster than the cell ops')

@@ -27,6 +27,8 @@ class Model(TrainingMixin, SavingMixin, Layer):
     tensors (``Model(model.input[0], model.layers[2].output)``: the encoder-decoder inference pattern).
     """
 
+    _applies_policy = False    # each of its layers applies its own dtype policy
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
         if inputs is None or outputs is None:

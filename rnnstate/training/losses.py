@@ -36,6 +36,8 @@ def _as_float(y_true, y_pred):
         y_pred = torch.as_tensor(y_pred, dtype=torch.float32)
     if not isinstance(y_true, torch.Tensor):
         y_true = torch.as_tensor(y_true)
+    if y_pred.dtype in (torch.bfloat16, torch.float16):     # Keras: a loss computes in floatx (float32), so
+        y_pred = y_pred.float()                             # mixed-precision outputs are upcast first
     if y_true.dtype != y_pred.dtype:
         y_true = y_true.to(y_pred.dtype)
     return y_true, y_pred
