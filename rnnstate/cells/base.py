@@ -75,6 +75,19 @@ class Cell(Layer):
         return f"{type(self).__name__} has no compiled kernel"
 
 
+    _generator = None      # a cell's own dropout generator (Keras' `seed`), set by cells that take one
+
+    def dropout_mask(self, shape, rate, device, dtype):
+        """Keras' dropout mask: one Bernoulli(1 - rate) draw per sample and unit (or element), kept for
+        all steps, scaled by 1 / (1 - rate)."""
+        keep = 1.0 - rate
+        if self._generator is not None:
+            m = torch.rand(shape, generator=self._generator).to(device=device)
+        else:
+            m = torch.rand(shape, device=device)
+        return (m < keep).to(dtype) / keep
+
+
 class GatedCell(Cell):
     """Weights, config and Keras layout for LSTM / GRU / SimpleRNN cells (G gate blocks of U units)."""
 
@@ -264,15 +277,6 @@ class GatedCell(Cell):
         """x (..., F) -> x @ W_ih^T + b_ih, (..., G*U): the input part of every gate, all steps at once."""
         return F.linear(x, self.weight_ih, self.bias_ih)
 
-    def dropout_mask(self, shape, rate, device, dtype):
-        """Keras' dropout mask: one Bernoulli(1 - rate) draw per sample and unit, kept for all steps,
-        scaled by 1 / (1 - rate)."""
-        keep = 1.0 - rate
-        if self._generator is not None:
-            m = torch.rand(shape, generator=self._generator).to(device=device)
-        else:
-            m = torch.rand(shape, device=device)
-        return (m < keep).to(dtype) / keep
 
 
 def _act_name(fn):

@@ -294,16 +294,6 @@ class ConvLSTMCell(Cell):
             rec = self.dropout_mask(tuple(shape), self.recurrent_dropout, x.device, x.dtype)
         return x, rec
 
-    def dropout_mask(self, shape, rate, device, dtype):
-        """Keras' dropout mask: one Bernoulli(1 - rate) draw per sample and element, kept for all steps,
-        scaled by 1 / (1 - rate)."""
-        keep = 1.0 - rate
-        if self._generator is not None:
-            m = torch.rand(shape, generator=self._generator).to(device=device)
-        else:
-            m = torch.rand(shape, device=device)
-        return (m < keep).to(dtype) / keep
-
     # ---- kernels ------------------------------------------------------------------------------------------
     def fused_reason(self):
         return ("ConvLSTM has no fused kernel (torch has no ConvLSTM op); each step runs two torch "
