@@ -138,7 +138,8 @@ def test_single_step_cell_op_equals_loop(kind):
     small = _ext_small_batch(x, U)                     # float32 B <= 8 on AVX-512: the LSTM's small-batch loop
     assert a.last_path == {"LSTM": "compiled-LSTM (small-batch loop: packed weights, one pass per step)" if small
                            else "compiled-LSTM (h, c and gate sequences in one time loop)",
-                           "GRU": "compiled-GRU (h and gate sequences in one time loop)",
+                           "GRU": "compiled-GRU (small-batch loop: packed weights, one pass per step)" if small
+                           else "compiled-GRU (h and gate sequences in one time loop)",
                            "SimpleRNN": "compiled-SimpleRNN (one time loop)"}[kind]
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)

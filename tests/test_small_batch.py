@@ -1,6 +1,6 @@
-"""The LSTM's small-batch loop (rnnstate/_ext/small_batch.cpp: float32, B <= 8, U <= 512, AVX-512 CPUs, or
-any CPU with RNNSTATE_SMALL_BATCH=1/generic): equal to torch's nn.LSTM with converted weights and to the
-reference loop, with odd unit counts (the 16-unit blocks' tails), initial states, right-padded masks and
+"""The LSTM's and the GRU's small-batch loops (rnnstate/_ext/small_batch.cpp: float32, B <= 8, U <= 512,
+AVX-512 CPUs, or any CPU with RNNSTATE_SMALL_BATCH=1/generic): equal to torch's nn.LSTM / nn.GRU with
+converted weights and to the reference loop, with odd unit counts (the 16-unit blocks' tails), initial states, right-padded masks and
 every output sequence; the layer runs it in inference and says so; what stays on the other paths and why."""
 import os
 import subprocess
@@ -13,6 +13,7 @@ from torch import nn
 
 from rnnstate import _ext
 from rnnstate import layers as L
+from rnnstate.cells.gru import GRUCell
 from rnnstate.cells.lstm import LSTMCell
 from rnnstate.loop import fused, reference
 
@@ -30,6 +31,16 @@ def _cell(U, use_bias=True, seed=0):
     cell = LSTMCell(U, use_bias=use_bias)
     cell._maybe_build((1, F))
     with torch.no_grad():                      # non-trivial but not chaotic dynamics
+        for p in cell.parameters():
+            p.normal_(0.0, 1.5 / max(U, F) ** 0.5)
+    return cell
+
+
+def _gru_cell(U, use_bias=True, seed=0):
+    torch.manual_seed(seed)
+    cell = GRUCell(U, use_bias=use_bias)
+    cell._maybe_build((1, F))
+    with torch.no_grad():
         for p in cell.parameters():
             p.normal_(0.0, 1.5 / max(U, F) ** 0.5)
     return cell
@@ -190,7 +201,7 @@ def _run_with_env(value, code):
     return res.stdout
 
 
-_EQUALS_NN_LSTM = """
+_EQUALS_NN_LSTM_GRU = """
 import torch
 from torch import nn
 from rnnstate import _ext
@@ -204,18 +215,82 @@ for B, U in [(1, 7), (3, 33), (8, 20)]:
                                                ref.bias_ih_l0 + ref.bias_hh_l0, want_c=False, want_gates=False)
     torch.testing.assert_close(out, y, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(cT, c[0], atol=1e-5, rtol=1e-5)
+    g = nn.GRU(5, U, batch_first=True)
+    with torch.no_grad():
+        y, h = g(x, h0)
+        out, hT, _ = _ext.gru_sequence(x, h0[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0,
+                                       want_gates=False)
+    torch.testing.assert_close(out, y, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hT, h[0], atol=1e-5, rtol=1e-5)
 print(_ext.small_batch_isa(), _ext.small_batch_loop(x, U))
 """
 
 
 @needs_ext
-def test_portable_build_equals_nn_lstm():
+def test_portable_build_equals_nn_lstm_and_gru():
     """RNNSTATE_SMALL_BATCH=generic: the portable build (what CPUs without AVX-512 run) on this CPU too."""
-    isa, runs = _run_with_env("generic", _EQUALS_NN_LSTM).split()
+    isa, runs = _run_with_env("generic", _EQUALS_NN_LSTM_GRU).split()
     assert isa != "avx512" and runs == "True"
 
 
 @needs_ext
 def test_switched_off_runs_the_general_loop():
-    isa, runs = _run_with_env("0", _EQUALS_NN_LSTM).split()
+    isa, runs = _run_with_env("0", _EQUALS_NN_LSTM_GRU).split()
     assert runs == "False"
+
+
+# ---- GRU (reset_after=True) ----------------------------------------------------------------------------------
+@needs_ext
+@pytest.mark.parametrize("B,U", SHAPES)
+def test_gru_layer_equals_nn_gru_and_says_small_batch(B, U):
+    torch.manual_seed(0)
+    ref = nn.GRU(F, U, batch_first=True)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0.0, 1.5 / max(U, F) ** 0.5)
+    layer = L.GRU(U, return_sequences=True, return_state=True)
+    layer(torch.zeros(1, T, F))
+    # torch layout -> Keras layout by hand: transpose; gate order r, z, n -> z, r, h
+    perm = lambda a: np.concatenate([a[U:2 * U], a[:U], a[2 * U:]], 0)   # noqa: E731
+    w = [t.detach().numpy() for t in (ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)]
+    layer.set_weights([perm(w[0]).T, perm(w[1]).T, np.stack([perm(w[2]), perm(w[3])])])
+    x, h0 = torch.randn(B, T, F), torch.randn(1, B, U)
+    with torch.no_grad():
+        y, h = ref(x, h0)
+        out = layer(x, initial_state=[h0[0]])
+    torch.testing.assert_close(out.output, y, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.h, h[0], atol=1e-5, rtol=1e-5)
+    if HERE:
+        assert layer.last_path == fused.SMALL_BATCH_GRU_PATH
+
+
+@needs_ext
+@pytest.mark.parametrize("B,U", SHAPES)
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_gru_kernel_equals_reference_loop_with_gates(B, U, use_bias):
+    cell = _gru_cell(U, use_bias)
+    x, h0 = torch.randn(B, T, F), torch.randn(B, U)
+    with torch.no_grad():
+        ref = reference.time_loop(cell, x, cell.state_type(h0), collect_gates=True)
+        out, h, gates = _ext.gru_sequence(x, h0, cell.weight_ih, cell.weight_hh, cell.bias_ih,
+                                          getattr(cell, "bias_hh", None), want_gates=True)
+    torch.testing.assert_close(out, ref.outputs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, ref.state.h, atol=1e-5, rtol=1e-5)
+    for name, a, b in zip("zrn", gates, ref.gates):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=f"gate {name}")
+
+
+@needs_ext
+def test_gru_training_forward_uses_it_and_gradients_equal_the_loop():
+    """gru_train (train=True: the forward also keeps h_{t-1} @ W_hn^T for the compiled backward)."""
+    B, U = 3, 21
+    cell = _gru_cell(U)
+    x = torch.randn(B, T, F, requires_grad=True)
+    h0 = torch.randn(B, U, requires_grad=True)
+    params = [x, h0, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    out, h = _ext.gru_train(x, h0, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    got = torch.autograd.grad((out ** 2).sum() + h.sum(), params)
+    ref = reference.time_loop(cell, x, cell.state_type(h0))
+    want = torch.autograd.grad((ref.outputs ** 2).sum() + ref.state.h.sum(), params)
+    for name, g, w in zip(["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"], got, want):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)

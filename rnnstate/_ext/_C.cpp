@@ -351,7 +351,21 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
   if (want_gates)
     for (int k = 0; k < 3; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
   at::Tensor ghn = train ? at::empty({Tn, B, U}, opt) : at::Tensor();
-  if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
+  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, U)) {
+    // small_batch.cpp: W_ih, W_hh and both biases packed once per call, one pass per step (as the LSTM's)
+    float* gp[3] = {nullptr, nullptr, nullptr};
+    for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<float>();
+    const bool has_bih = b_ih.has_value() && b_ih->defined();
+    const at::Tensor bih = has_bih ? b_ih->contiguous() : at::Tensor();
+    at::Tensor packed = at::empty({rnnstate_ext::gru_small_packed_floats(U, F)}, opt);
+    rnnstate_ext::gru_small_pack_f32(w_ih.data_ptr<float>(), w_hh.data_ptr<float>(),
+                                     has_bih ? bih.data_ptr<float>() : nullptr, bhh.data_ptr<float>(), U, F,
+                                     packed.data_ptr<float>());
+    const at::Tensor xc = x.stride(2) == 1 ? x : x.contiguous();
+    rnnstate_ext::gru_small_steps_f32(packed.data_ptr<float>(), xc.data_ptr<float>(), xc.stride(0), xc.stride(1),
+                                      h0.data_ptr<float>(), Tn, B, U, F, out.data_ptr<float>(),
+                                      want_gates ? gp : nullptr, train ? ghn.data_ptr<float>() : nullptr);
+  } else if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_sequence", [&] {
       scalar_t* gp[3] = {nullptr, nullptr, nullptr};

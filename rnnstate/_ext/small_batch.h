@@ -39,4 +39,15 @@ void lstm_small_steps_f32(const float* packed, const float* x, int64_t xs_b, int
                           const float* c0, int64_t T, int64_t B, int64_t U, int64_t F, float* out, float* cseq,
                           float* cbuf, float* const* gates);
 
+// The GRU (reset_after=True, torch's layout and gate order r, z, n) in the same form: W_hh (3U, U), W_ih
+// (3U, F), b_ih and b_hh (3U,; null: zeros) packed into 16-unit blocks (k < U: W_hh, then W_ih, then the
+// biases b_ir + b_hr, b_iz + b_hz, b_in, b_hn). Steps: h_t into out (T, B, U), the gates z, r, n into
+// gates[0..2] (each (T, B, U)) when gates is not null, h_{t-1} @ W_hn^T into ghn (T, B, U) when not null
+// (what the compiled backward reads). Same batch and unit range as the LSTM's (measured for the LSTM).
+int64_t gru_small_packed_floats(int64_t U, int64_t F);
+void gru_small_pack_f32(const float* w_ih, const float* w_hh, const float* b_ih, const float* b_hh, int64_t U,
+                        int64_t F, float* packed);
+void gru_small_steps_f32(const float* packed, const float* x, int64_t xs_b, int64_t xs_t, const float* h0,
+                         int64_t T, int64_t B, int64_t U, int64_t F, float* out, float* const* gates, float* ghn);
+
 }  // namespace rnnstate_ext

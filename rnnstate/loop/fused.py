@@ -17,7 +17,8 @@ Which kernel in eager mode on CPU, by measurement (benchmarks/README.md):
   ``prefers_compiled``) always run their compiled loops; the LSTM runs oneDNN (as fast as the general
   compiled loop or faster) unless sequences are asked for, the sequence is short (T <= 4, streaming) or
   the batch is small (float32, B <= 8, U <= 512 on an AVX-512 CPU: the compiled small-batch loop,
-  1.5-2.6x faster than oneDNN there, ``prefers_small_batch``);
+  1.5-2.6x faster than oneDNN there, ``prefers_small_batch``; the GRU's compiled loop has the same
+  small-batch form, 2-3x faster than its general loop at B=2..8);
 * training (``compiled_train_reason``): the GRU and the SimpleRNN run the compiled loop with a compiled
   backward (up to batch x units = 32768), the LSTM only on short sequences (T <= 32, batch >= 8), where
   oneDNN's per-call set-up is most of its time.
@@ -196,6 +197,7 @@ def compiled_train_path(cell) -> str:
 # The labels of the built-in cells' compiled paths (what compiled_path / compiled_train_path give).
 COMPILED_PATH = _ext.PATH_NAME + " (h, c and gate sequences in one time loop)"
 SMALL_BATCH_PATH = _ext.PATH_NAME + f" ({SMALL_BATCH}: packed weights, one pass per step)"
+SMALL_BATCH_GRU_PATH = _ext.GRU_PATH_NAME + f" ({SMALL_BATCH}: packed weights, one pass per step)"
 COMPILED_GRU_PATH = _ext.GRU_PATH_NAME + " (h and gate sequences in one time loop)"
 COMPILED_RNN_PATH = _ext.RNN_PATH_NAME + " (one time loop)"
 COMPILED_TRAIN_PATH = _ext.PATH_NAME + " (training, short sequence: compiled forward and backward)"
