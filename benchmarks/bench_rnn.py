@@ -6,7 +6,7 @@ inputs.
     .venv/bin/python benchmarks/bench_rnn.py              # full grid
     .venv/bin/python benchmarks/bench_rnn.py --quick --only lstm
     .venv/bin/python benchmarks/bench_rnn.py --smoke      # CI: a few seconds
-    .venv/bin/python benchmarks/bench_rnn.py --small-batch  # LSTM fwd, B=1,2,4,8, one thread
+    .venv/bin/python benchmarks/bench_rnn.py --small-batch  # LSTM, GRU fwd, B=1,2,4,8, one thread
 
 See benchmarks/README.md for what the columns mean.  Exit status: 0 when all
 peers (torch, Keras) ran and agreed numerically; 1 when a peer failed or the
@@ -47,8 +47,9 @@ from bench_util import (TimingPolicy, cpu_info, fmt_ms, fmt_ratio,  # noqa: E402
 FULL_GRID = [(1, 100, 32, 128), (32, 100, 32, 128),
              (256, 100, 32, 256), (32, 500, 64, 512)]
 SMOKE_GRID = [(2, 5, 3, 4)]
-# --small-batch: the LSTM forward at B <= 8 (rnnstate's small-batch loop, rnnstate/_ext/small_batch.cpp)
-# against nn.LSTM (oneDNN) and Keras/JAX, every peer on one thread (rs/torch is the target ratio).
+# --small-batch: the LSTM and GRU forward at B <= 8 (rnnstate's small-batch loops, rnnstate/_ext/
+# small_batch.cpp) against nn.LSTM (oneDNN) / nn.GRU and Keras/JAX, every peer on one thread (rs/torch is
+# the target ratio).
 SMALL_BATCH_GRID = [(1, 100, 32, 128), (2, 100, 32, 128), (4, 100, 32, 128), (8, 100, 32, 128)]
 FLOP_CONFIG = (256, 100, 32, 256)
 CELLS = ["lstm", "gru", "rnn"]
@@ -154,7 +155,7 @@ def parse_args(argv=None):
                    help="time implementations one after the other instead "
                         "of interleaved round-robin")
     p.add_argument("--small-batch", action="store_true",
-                   help="the small-batch rows: LSTM fwd at (B, 100, 32, 128), "
+                   help="the small-batch rows: LSTM and GRU fwd at (B, 100, 32, 128), "
                         "B = 1, 2, 4, 8, one thread (unless --threads), no "
                         "extras; JSON named <host>-small-batch-<date>.json")
     p.add_argument("--seed", type=int, default=0)
@@ -163,7 +164,7 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
 
     if a.small_batch:
-        a.only = a.only or "lstm"
+        a.only = a.only or "lstm,gru"
         a.modes = a.modes or "fwd"
         a.grid = a.grid or [",".join(map(str, g)) for g in SMALL_BATCH_GRID]
         a.no_extras = True
