@@ -130,8 +130,10 @@ def test_unavailable_kernel_falls_back_and_says_why(monkeypatch):
 
 
 def _expected_compiled_path(x, units, gru=False):
-    """The compiled LSTM's / GRU's label: the small-batch loop where it runs (float32, B <= 8, AVX-512 CPU)."""
-    if _ext.small_batch_isa() == "avx512" and x.dtype == torch.float32 and x.shape[0] <= 8 and units <= 512:
+    """The compiled LSTM's / GRU's label: the small-batch loop where it runs (float32, B <= 8, B * T >= 32,
+    AVX-512 CPU)."""
+    if (_ext.small_batch_isa() == "avx512" and x.dtype == torch.float32 and x.shape[0] <= 8 and units <= 512
+            and x.shape[0] * x.shape[1] >= 32):
         return fused.SMALL_BATCH_GRU_PATH if gru else fused.SMALL_BATCH_PATH
     return fused.COMPILED_GRU_PATH if gru else fused.COMPILED_PATH
 

@@ -23,7 +23,7 @@ needs_ext = pytest.mark.skipif(_ext.unavailable_reason() is not None,
 # loop) and the portable build is checked in a subprocess below.
 HERE = _ext.unavailable_reason() is None and _ext.small_batch_isa() == "avx512"
 SHAPES = [(1, 7), (2, 33), (3, 130), (8, 33), (5, 16), (8, 7)]       # (B, U): tails, several row groups
-F, T = 6, 9
+F, T = 6, 33                                                   # B * T >= 32 at every B
 
 
 def _cell(U, use_bias=True, seed=0):
@@ -190,6 +190,8 @@ def test_other_calls_keep_their_paths_and_say_why():
     assert not _ext.small_batch_loop(torch.randn(2, T, F, dtype=torch.float64), U)     # float32 only
     assert not _ext.small_batch_loop(torch.randn(2, T, F), 513)                          # U <= 512
     assert not _ext.small_batch_loop(torch.randn(9, T, F), U)
+    assert not _ext.small_batch_loop(torch.randn(1, 31, F), U)                           # B * T >= 32
+    assert _ext.small_batch_loop(torch.randn(8, 4, F), U) == HERE
 
 
 def _run_with_env(value, code):
@@ -208,7 +210,7 @@ from rnnstate import _ext
 torch.manual_seed(0)
 for B, U in [(1, 7), (3, 33), (8, 20)]:
     ref = nn.LSTM(5, U, batch_first=True)
-    x, h0, c0 = torch.randn(B, 6, 5), torch.randn(1, B, U), torch.randn(1, B, U)
+    x, h0, c0 = torch.randn(B, 40, 5), torch.randn(1, B, U), torch.randn(1, B, U)
     with torch.no_grad():
         y, (h, c) = ref(x, (h0, c0))
         out, hT, cT, _, _ = _ext.lstm_sequence(x, h0[0], c0[0], ref.weight_ih_l0, ref.weight_hh_l0,

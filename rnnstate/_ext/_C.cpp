@@ -114,14 +114,15 @@ constexpr int64_t kChunkElems = int64_t(1) << 20;
 // the measured range, on a CPU with AVX-512, where the range was measured (elsewhere the general loop keeps
 // running). RNNSTATE_SMALL_BATCH (read once): "0" never; "1" also without AVX-512; "generic" also, and with
 // the loop's portable build even on an AVX-512 CPU (small_batch.cpp; for tests of that build).
-bool small_batch_loop(int64_t B, int64_t U) {
+bool small_batch_loop(int64_t B, int64_t Tn, int64_t U) {
   static const bool enabled = [] {
     const char* env = std::getenv("RNNSTATE_SMALL_BATCH");
     const std::string v = env ? env : "";
     if (v == "0") return false;
     return v == "1" || v == "generic" || std::strcmp(rnnstate_ext::small_batch_isa(), "avx512") == 0;
   }();
-  return enabled && B <= rnnstate_ext::kSmallBatchMax && U <= rnnstate_ext::kSmallBatchMaxUnits;
+  return enabled && B <= rnnstate_ext::kSmallBatchMax && U <= rnnstate_ext::kSmallBatchMaxUnits &&
+         B * Tn >= rnnstate_ext::kSmallBatchMinRowSteps;
 }
 
 // All sequences time-major, (T, B, U): each step reads and writes contiguous (B, U) blocks, and
@@ -212,7 +213,7 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   std::vector<at::Tensor> gate_ts;     // four tensors rather than one (4, T, B, U): smaller allocations
   if (want_gates)
     for (int k = 0; k < 4; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
-  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, U)) {
+  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, Tn, U)) {
     float* gp[4] = {nullptr, nullptr, nullptr, nullptr};
     for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<float>();
     lstm_small(x, w_ih, b_ih, w_hh, h0.data_ptr<float>(), c0.data_ptr<float>(), Tn, B, U, out.data_ptr<float>(),
@@ -351,7 +352,7 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
   if (want_gates)
     for (int k = 0; k < 3; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
   at::Tensor ghn = train ? at::empty({Tn, B, U}, opt) : at::Tensor();
-  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, U)) {
+  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, Tn, U)) {
     // small_batch.cpp: W_ih, W_hh and both biases packed once per call, one pass per step (as the LSTM's)
     float* gp[3] = {nullptr, nullptr, nullptr};
     for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<float>();
@@ -574,5 +575,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("small_batch_isa") = rnnstate_ext::small_batch_isa();
   m.attr("small_batch_max") = rnnstate_ext::kSmallBatchMax;
   m.attr("small_batch_max_units") = rnnstate_ext::kSmallBatchMaxUnits;
-  m.def("small_batch_loop", &small_batch_loop, "whether lstm_sequence runs float32 (B, U) on the small-batch loop");
+  m.def("small_batch_loop", &small_batch_loop, "whether lstm_sequence / gru_sequence run float32 (B, T, U) on the small-batch loop");
 }

@@ -86,10 +86,11 @@ if _C is not None:
 
 
 def small_batch_loop(x, units: int) -> bool:
-    """Whether ``lstm_sequence`` runs `x` with `units` on its small-batch loop (``small_batch.cpp``: float32,
-    batch and units within the measured range, a CPU with AVX-512); the op decides in C++, this asks it."""
+    """Whether ``lstm_sequence`` / ``gru_sequence`` run `x` (B, T, F) with `units` on the small-batch loop
+    (``small_batch.cpp``: float32, B <= 8, U <= 512, B * T >= 32, a CPU with AVX-512); the op decides in
+    C++, this asks it."""
     return (_C is not None and x.dtype == torch.float32 and x.device.type == "cpu"
-            and bool(_C.small_batch_loop(x.shape[0], units)))
+            and bool(_C.small_batch_loop(x.shape[0], x.shape[1], units)))
 
 
 def small_batch_isa() -> str | None:

@@ -7,13 +7,18 @@ namespace rnnstate_ext {
 
 // Which batches and unit counts lstm_sequence runs on this loop (float32 only). Measured on the
 // development CPU (AMD EPYC Zen 5, AVX-512, 2 cores, busy), x (B, 100, 32), thread CPU time, medians of 7,
-// this loop (one thread) against nn.LSTM (oneDNN, torch.set_num_threads(1)):
+// the op on this loop (one thread) against nn.LSTM (oneDNN, torch.set_num_threads(1)); later runs, busier:
+// 1.33-1.52x at U=128, B=1..8 (the layer call, ~35 us more per call: 1.2-1.4x):
 //   U=128: B=1 1.55x, 2 1.73x, 4 1.69x, 8 1.50-1.57x faster; B=16 1.37x, 32 1.26x, 64 1.19x.
 //   U=64: B=1 2.6x, B=8 2.3x;  U=256: B=1 1.32x, B=8 1.17x;  U=512: B=1 1.17x, B=8 1.10x.
 // So the loop wins everywhere measured against one oneDNN thread. The limits below keep it where the
 // target was (B <= 8) and where it was measured (U <= 512); beyond B=8 oneDNN's threads on an idle machine
 // (not measurable on the busy one) may win, and beyond U=512 the weights stream from memory either way.
 constexpr int64_t kSmallBatchMax = 8;
+// Packing the weights costs a fixed ~30 us per call (U=128, F=32), which short sequences don't win back:
+// measured op times at T=1, B=1 57 us (this loop) against 26 us (the general loop); the per-step saving is
+// ~1 us at B=1 and 5-12 us at B=2..8, so the loop runs from B * T >= 32 (B=1: T >= 32, B=8: T >= 4).
+constexpr int64_t kSmallBatchMinRowSteps = 32;
 constexpr int64_t kSmallBatchMaxUnits = 512;
 
 // The build of the loop this CPU runs: "avx512" (x86-64 with AVX-512; weights pinned in registers, measured

@@ -16,8 +16,8 @@ Which kernel in eager mode on CPU, by measurement (benchmarks/README.md):
 * inference: cells whose torch op has no oneDNN kernel (GRU with reset_after=True, SimpleRNN:
   ``prefers_compiled``) always run their compiled loops; the LSTM runs oneDNN (as fast as the general
   compiled loop or faster) unless sequences are asked for, the sequence is short (T <= 4, streaming) or
-  the batch is small (float32, B <= 8, U <= 512 on an AVX-512 CPU: the compiled small-batch loop,
-  1.5-2.6x faster than oneDNN there, ``prefers_small_batch``; the GRU's compiled loop has the same
+  the batch is small (float32, B <= 8, B*T >= 32, U <= 512 on an AVX-512 CPU: the compiled small-batch
+  loop, faster than oneDNN there, ``prefers_small_batch``; the GRU's compiled loop has the same
   small-batch form, 2-3x faster than its general loop at B=2..8);
 * training (``compiled_train_reason``): the GRU and the SimpleRNN run the compiled loop with a compiled
   backward (up to batch x units = 32768), the LSTM only on short sequences (T <= 32, batch >= 8), where
@@ -167,8 +167,9 @@ def prefers_compiled(cell) -> bool:
 def prefers_small_batch(cell, x) -> bool:
     """Whether plain inference should run the compiled loop because its small-batch form runs `x`: the
     cell declares one (``small_batch_kernel``) and the kernel takes this call (``_ext.small_batch_loop``:
-    float32, B <= 8, U <= 512, AVX-512). Measured there (x (B, 100, 32), one thread each): U=128 B=1..8
-    1.5-1.7x faster than oneDNN, U=64 2.3-2.6x, U=256 1.2-1.3x, U=512 1.1-1.2x (_ext/small_batch.h)."""
+    float32, B <= 8, B*T >= 32, U <= 512, AVX-512). Measured there (x (B, 100, 32), one thread each, busy
+    machine): the op at U=128, B=1..8 1.3-1.7x faster than oneDNN (U=64 2.3-2.6x, U=256 1.2-1.3x, U=512
+    1.1-1.2x; _ext/small_batch.h), the layer call 1.2-1.4x (it adds ~35 us of Python per call)."""
     return getattr(cell, "small_batch_kernel", False) and _ext.small_batch_loop(x, cell.units)
 
 
