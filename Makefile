@@ -47,6 +47,7 @@ examples: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_rnn.py
+	$(PY) benchmarks/bench_rnn.py --small-batch
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_busy.py

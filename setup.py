@@ -12,7 +12,7 @@ import os
 from setuptools import setup
 
 EXT_SOURCES = [os.path.join("rnnstate", "_ext", name)
-               for name in ("_C.cpp", "pointwise.cpp", "backward.cpp", "gemm.cpp", "mixed.cpp")]
+               for name in ("_C.cpp", "pointwise.cpp", "backward.cpp", "gemm.cpp", "mixed.cpp", "small_batch.cpp")]
 
 
 def _blas_macros(torch):
@@ -62,7 +62,8 @@ def _extensions():
 
     macros = [] if os.environ.get("RNNSTATE_EXT_NO_BLAS") else _blas_macros(torch)
     ext = CppExtension("rnnstate._ext._C", EXT_SOURCES, define_macros=macros,
-                       depends=[os.path.join("rnnstate", "_ext", h) for h in ("pointwise.h", "blas.h", "kernels.h", "loops.h", "gemm.h")],
+                       depends=[os.path.join("rnnstate", "_ext", h) for h in
+                                ("pointwise.h", "blas.h", "kernels.h", "loops.h", "gemm.h", "small_batch.h", "fastmath.h")],
                        extra_compile_args=["-O3", "-g0"], optional=True)
     return [ext], {"build_ext": BuildExt.with_options(use_ninja=False)}
 

@@ -6,6 +6,7 @@ inputs.
     .venv/bin/python benchmarks/bench_rnn.py              # full grid
     .venv/bin/python benchmarks/bench_rnn.py --quick --only lstm
     .venv/bin/python benchmarks/bench_rnn.py --smoke      # CI: a few seconds
+    .venv/bin/python benchmarks/bench_rnn.py --small-batch  # LSTM, GRU fwd, B=1,2,4,8, one thread
 
 See benchmarks/README.md for what the columns mean.  Exit status: 0 when all
 peers (torch, Keras) ran and agreed numerically; 1 when a peer failed or the
@@ -46,6 +47,10 @@ from bench_util import (TimingPolicy, cpu_info, fmt_ms, fmt_ratio,  # noqa: E402
 FULL_GRID = [(1, 100, 32, 128), (32, 100, 32, 128),
              (256, 100, 32, 256), (32, 500, 64, 512)]
 SMOKE_GRID = [(2, 5, 3, 4)]
+# --small-batch: the LSTM and GRU forward at B <= 8 (rnnstate's small-batch loops, rnnstate/_ext/
+# small_batch.cpp) against nn.LSTM (oneDNN) / nn.GRU and Keras/JAX, every peer on one thread (rs/torch is
+# the target ratio).
+SMALL_BATCH_GRID = [(1, 100, 32, 128), (2, 100, 32, 128), (4, 100, 32, 128), (8, 100, 32, 128)]
 FLOP_CONFIG = (256, 100, 32, 256)
 CELLS = ["lstm", "gru", "rnn"]
 MODES = ["fwd", "fwd+bwd"]
@@ -149,11 +154,25 @@ def parse_args(argv=None):
     p.add_argument("--no-interleave", action="store_true",
                    help="time implementations one after the other instead "
                         "of interleaved round-robin")
+    p.add_argument("--small-batch", action="store_true",
+                   help="the small-batch rows: LSTM and GRU fwd at (B, 100, 32, 128), "
+                        "B = 1, 2, 4, 8, one thread (unless --threads), no "
+                        "extras; JSON named <host>-small-batch-<date>.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", action="store_true",
                    help="keep every timing sample in the JSON")
     a = p.parse_args(argv)
 
+    if a.small_batch:
+        a.only = a.only or "lstm,gru"
+        a.modes = a.modes or "fwd"
+        a.grid = a.grid or [",".join(map(str, g)) for g in SMALL_BATCH_GRID]
+        a.no_extras = True
+        if a.threads is None:
+            a.threads = 1
+        if a.threads == 1:   # JAX/XLA on one thread too (read when jax is imported, after this)
+            os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                  "intra_op_parallelism_threads=1")
     if a.only:
         alias = {"simplernn": "rnn", "simple_rnn": "rnn"}
         a.cells = [alias.get(c.strip().lower(), c.strip().lower())
@@ -806,6 +825,8 @@ def default_out(args, header):
                             f"rnnstate-bench-smoke-{os.getpid()}.json")
     who = (slug(header["device_name"]) if header["device"] == "cuda"
            else slug(header["hostname"]))
+    if args.small_batch:
+        who += "-small-batch"
     return os.path.join(_HERE, "results", f"{who}-{stamp}.json")
 
 

@@ -92,7 +92,7 @@ def test_layer_runs_compiled_kernel_in_inference(go_backwards, with_init):
     init = init if with_init else None
     with torch.no_grad():
         ra, rb = a(x, initial_state=init), b(x, initial_state=init)
-    assert a.last_path == fused.COMPILED_PATH
+    assert a.last_path == _expected_compiled_path(x, 5)
     assert ra._fields == rb._fields
     for name in ra._fields:
         torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
@@ -103,7 +103,7 @@ def test_layer_gates_only_and_inference_mode():
     a, b, x, _ = _layers(return_gate_sequences=True)
     with torch.inference_mode():
         ra, rb = a(x), b(x)
-    assert a.last_path == fused.COMPILED_PATH
+    assert a.last_path == _expected_compiled_path(x, 5)
     for name in ra._fields:
         torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
 
@@ -129,10 +129,19 @@ def test_unavailable_kernel_falls_back_and_says_why(monkeypatch):
         torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
 
 
-def test_plain_calls_do_not_change_path():
-    a, _, x, _ = _layers(return_sequences=True)
+def _expected_compiled_path(x, units, gru=False):
+    """The compiled LSTM's / GRU's label: the small-batch loop where it runs (float32, B <= 8, B * T >= 32,
+    AVX-512 CPU)."""
+    if (_ext.small_batch_isa() == "avx512" and x.dtype == torch.float32 and x.shape[0] <= 8 and units <= 512
+            and x.shape[0] * x.shape[1] >= 32):
+        return fused.SMALL_BATCH_GRU_PATH if gru else fused.SMALL_BATCH_PATH
+    return fused.COMPILED_GRU_PATH if gru else fused.COMPILED_PATH
+
+
+def test_plain_calls_keep_onednn_beyond_small_batches():
+    a, _, _, _ = _layers(return_sequences=True)
     with torch.no_grad():
-        a(x)
+        a(torch.randn(9, 6, 4))                  # B = 9: beyond the small-batch loop
     assert a.last_path.startswith("fused-")
 
 
@@ -214,7 +223,7 @@ def test_gru_layer_runs_compiled_kernel_in_inference(B, go_backwards, with_init,
     init = init if with_init else None
     with torch.no_grad():
         ra, rb = a(x, initial_state=init), b(x, initial_state=init)
-    assert a.last_path == fused.COMPILED_GRU_PATH == "compiled-GRU (h and gate sequences in one time loop)"
+    assert a.last_path == _expected_compiled_path(x, 5, gru=True)
     assert ra._fields == rb._fields
     for name in ra._fields:
         torch.testing.assert_close(getattr(ra, name), getattr(rb, name), atol=1e-5, rtol=1e-5, msg=name)
@@ -226,7 +235,7 @@ def test_gru_short_sequence_inference_runs_compiled(steps):
     a, b, x, init = _gru_layers(T=steps, return_sequences=True, return_state=True)
     with torch.inference_mode():
         ra, rb = a(x, initial_state=init), b(x, initial_state=init)
-    assert a.last_path == fused.COMPILED_GRU_PATH
+    assert a.last_path == _expected_compiled_path(x, 5, gru=True)
     for u, v in zip(ra, rb):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
 
@@ -255,7 +264,7 @@ def test_plain_gru_inference_runs_compiled_and_equals_loop(return_sequences, go_
     b.set_weights(a.get_weights())
     with torch.no_grad():
         ra, rb = a(x), b(x)
-    assert a.last_path == fused.COMPILED_GRU_PATH
+    assert a.last_path == _expected_compiled_path(x, 5, gru=True)
     for p, q in zip(ra, rb):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
     a(x.requires_grad_())                       # under autograd: the compiled training loop

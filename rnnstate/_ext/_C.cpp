@@ -22,7 +22,9 @@
 #include <tuple>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -32,6 +34,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "loops.h"
+#include "small_batch.h"
 
 namespace {
 
@@ -126,6 +129,21 @@ using rnnstate_ext::project_inputs;
 // freshly mapped, and still in cache when the steps read it) while its GEMM stays large.
 constexpr int64_t kChunkElems = int64_t(1) << 16;
 
+// Whether lstm_sequence runs a float32 call on the small-batch loop (small_batch.h): batch and units within
+// the measured range, on a CPU with AVX-512, where the range was measured (elsewhere the general loop keeps
+// running). RNNSTATE_SMALL_BATCH (read once): "0" never; "1" also without AVX-512; "generic" also, and with
+// the loop's portable build even on an AVX-512 CPU (small_batch.cpp; for tests of that build).
+bool small_batch_loop(int64_t B, int64_t Tn, int64_t U) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("RNNSTATE_SMALL_BATCH");
+    const std::string v = env ? env : "";
+    if (v == "0") return false;
+    return v == "1" || v == "generic" || std::strcmp(rnnstate_ext::small_batch_isa(), "avx512") == 0;
+  }();
+  return enabled && B <= rnnstate_ext::kSmallBatchMax && U <= rnnstate_ext::kSmallBatchMaxUnits &&
+         B * Tn >= rnnstate_ext::kSmallBatchMinRowSteps;
+}
+
 // All sequences time-major, (T, B, U): each step reads and writes contiguous (B, U) blocks, and
 // h_{t-1} for the GEMM is the previous block of the output sequence. x2 is x time-major, (T*B, F).
 template <typename T>
@@ -167,6 +185,23 @@ void lstm_loop(const at::Tensor& x2, const at::Tensor& w_ih, const c10::optional
   }
 }
 
+// lstm_loop's float32 small-batch form (small_batch.h): W_ih, W_hh and b_ih packed once per call (2-5% of
+// the call at T=100), then ONE pass per step over the packed weights does the input projection, the
+// recurrent product and the gate math, straight from x (B, T, F) (last axis contiguous).
+void lstm_small(const at::Tensor& x, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih,
+                const at::Tensor& w_hh, const float* h0, const float* c0, int64_t Tn, int64_t B, int64_t U,
+                float* out, float* cseq, float* cbuf, float* const* gates) {
+  const int64_t F = x.size(2);
+  const bool bias = b_ih.has_value() && b_ih->defined();
+  const at::Tensor b = bias ? b_ih->contiguous() : at::Tensor();
+  at::Tensor packed = at::empty({rnnstate_ext::lstm_small_packed_floats(U, F)}, x.options());
+  rnnstate_ext::lstm_small_pack_f32(w_ih.data_ptr<float>(), w_hh.data_ptr<float>(), bias ? b.data_ptr<float>() : nullptr,
+                                    U, F, packed.data_ptr<float>());
+  const at::Tensor xc = x.stride(2) == 1 ? x : x.contiguous();
+  rnnstate_ext::lstm_small_steps_f32(packed.data_ptr<float>(), xc.data_ptr<float>(), xc.stride(0), xc.stride(1), h0, c0,
+                                     Tn, B, U, F, out, cseq, cbuf, gates);
+}
+
 // x (B, T, F); h0, c0 (B, U); w_ih (4U, F); w_hh (4U, U); b_ih (4U,) or None.
 // Returns [outputs (B, T, U), h_T (B, U), c_T (B, U), c_seq (B, T, U) or None] + ([i, f, g, o], each
 // (B, T, U), when want_gates). The sequences are transposed views of time-major storage, as
@@ -197,7 +232,13 @@ std::vector<c10::optional<at::Tensor>> lstm_sequence(const at::Tensor& x, const 
   std::vector<at::Tensor> gate_ts;     // four tensors rather than one (4, T, B, U): smaller allocations
   if (want_gates)
     for (int k = 0; k < 4; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
-  if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
+  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, Tn, U)) {
+    float* gp[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<float>();
+    lstm_small(x, w_ih, b_ih, w_hh, h0.data_ptr<float>(), c0.data_ptr<float>(), Tn, B, U, out.data_ptr<float>(),
+               want_c ? cseq_t->data_ptr<float>() : nullptr, want_c ? nullptr : cbuf.data_ptr<float>(),
+               want_gates ? gp : nullptr);
+  } else if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_lstm_sequence", [&] {
       scalar_t* gp[4] = {nullptr, nullptr, nullptr, nullptr};
@@ -420,7 +461,21 @@ std::vector<at::Tensor> gru_sequence(const at::Tensor& x, const at::Tensor& h0_,
   if (want_gates)
     for (int k = 0; k < 3; ++k) gate_ts.push_back(at::empty({Tn, B, U}, opt));
   at::Tensor ghn = train ? at::empty({Tn, B, U}, opt) : at::Tensor();
-  if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
+  if (Tn > 0 && B > 0 && x.scalar_type() == at::kFloat && small_batch_loop(B, Tn, U)) {
+    // small_batch.cpp: W_ih, W_hh and both biases packed once per call, one pass per step (as the LSTM's)
+    float* gp[3] = {nullptr, nullptr, nullptr};
+    for (size_t k = 0; k < gate_ts.size(); ++k) gp[k] = gate_ts[k].data_ptr<float>();
+    const bool has_bih = b_ih.has_value() && b_ih->defined();
+    const at::Tensor bih = has_bih ? b_ih->contiguous() : at::Tensor();
+    at::Tensor packed = at::empty({rnnstate_ext::gru_small_packed_floats(U, F)}, opt);
+    rnnstate_ext::gru_small_pack_f32(w_ih.data_ptr<float>(), w_hh.data_ptr<float>(),
+                                     has_bih ? bih.data_ptr<float>() : nullptr, bhh.data_ptr<float>(), U, F,
+                                     packed.data_ptr<float>());
+    const at::Tensor xc = x.stride(2) == 1 ? x : x.contiguous();
+    rnnstate_ext::gru_small_steps_f32(packed.data_ptr<float>(), xc.data_ptr<float>(), xc.stride(0), xc.stride(1),
+                                      h0.data_ptr<float>(), Tn, B, U, F, out.data_ptr<float>(),
+                                      want_gates ? gp : nullptr, train ? ghn.data_ptr<float>() : nullptr);
+  } else if (Tn > 0 && B > 0) {    // B = 0: the empty outputs are the result (the chunk size divides by B)
     const at::Tensor x2 = x.transpose(0, 1).reshape({Tn * B, F});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnstate_gru_sequence", [&] {
       scalar_t* gp[3] = {nullptr, nullptr, nullptr};
@@ -646,4 +701,8 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("direct_blas") = false;
 #endif
+  m.attr("small_batch_isa") = rnnstate_ext::small_batch_isa();
+  m.attr("small_batch_max") = rnnstate_ext::kSmallBatchMax;
+  m.attr("small_batch_max_units") = rnnstate_ext::kSmallBatchMaxUnits;
+  m.def("small_batch_loop", &small_batch_loop, "whether lstm_sequence / gru_sequence run float32 (B, T, U) on the small-batch loop");
 }

@@ -9,7 +9,8 @@ module registers their fake (shape) kernels, their autograd formulas and their v
 (``_ops.py``), so torch.compile, torch.export and torch.func see them as ordinary ops.
 
 ``lstm_sequence`` is the LSTM time loop writing h_t, c_t and, when asked, the gates i, f, g, o of every
-step straight into (B, T, U) outputs; ``gru_sequence`` the same for the GRU (reset_after=True): h_t and,
+step straight into (B, T, U) outputs (float32 at batch <= 8: a loop of its own,
+``small_batch_loop``); ``gru_sequence`` the same for the GRU (reset_after=True): h_t and,
 when asked, the gates z, r, n; ``rnn_sequence`` the SimpleRNN's loop (tanh or relu); ``lstm_step``,
 ``gru_step`` and ``rnn_step`` one step of each for streaming. Same numbers as
 ``rnnstate.loop.reference.time_loop`` (float32: about 1e-6).
@@ -88,6 +89,20 @@ if _C is not None:
     _gru_sequence_raw = _gru_sequence._op
     _rnn_sequence = torch.ops.rnnstate.rnn_sequence.default
     _rnn_sequence_raw = _rnn_sequence._op
+
+
+def small_batch_loop(x, units: int) -> bool:
+    """Whether ``lstm_sequence`` / ``gru_sequence`` run `x` (B, T, F) with `units` on the small-batch loop
+    (``small_batch.cpp``: float32, B <= 8, U <= 512, B * T >= 32, a CPU with AVX-512); the op decides in
+    C++, this asks it."""
+    return (_C is not None and x.dtype == torch.float32 and x.device.type == "cpu"
+            and bool(_C.small_batch_loop(x.shape[0], x.shape[1], units)))
+
+
+def small_batch_isa() -> str | None:
+    """The vector unit the small-batch loop runs with here ("avx512", "avx2", "generic"), or None without
+    the compiled kernels."""
+    return None if _C is None else _C.small_batch_isa
 
 
 def _inference(op, raw, *args):

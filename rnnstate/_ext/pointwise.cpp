@@ -2,6 +2,7 @@
 // headers around them GCC reliably vectorises these loops (with them it sometimes does not).
 // Float32 activations are branch-free polynomials so that the loops vectorise; float64 uses libm.
 #include "pointwise.h"
+#include "fastmath.h"
 
 #include <algorithm>
 #include <cmath>
@@ -16,27 +17,9 @@
 
 namespace {
 
-// ---- float32 activations: branch-free so the compiler vectorises the loops below -------------------
-// exp: Cody-Waite range reduction and the Cephes minimax polynomial (about 1 ulp on the clamped range).
-inline float exp_f(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round(x / ln 2)
-  float r = x - k * 0.693359375f;
-  r = r - k * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;                // 2^k
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
-inline float tanh_f(float x) { return 2.0f / (1.0f + exp_f(-2.0f * x)) - 1.0f; }
+using rnnstate_ext::fastmath::exp_f;       // fastmath.h: shared with small_batch.cpp
+using rnnstate_ext::fastmath::sigmoid_f;
+using rnnstate_ext::fastmath::tanh_f;
 
 inline double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 

@@ -27,6 +27,7 @@ class GRUCell(GatedCell):
 
     kind = "gru"
     kernel_label = "GRU"
+    small_batch_kernel = True     # gru_sequence has a small-batch form (the compiled loop runs anyway: label only)
     n_gates = 3
     state_type = GRUState
     gate_names = ("z", "r", "h")

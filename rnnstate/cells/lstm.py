@@ -31,6 +31,7 @@ class LSTMCell(GatedCell):
     kind = "lstm"
     kernel_label = "LSTM"
     onednn_kernel = True
+    small_batch_kernel = True     # lstm_sequence has a small-batch form (rnnstate.loop.fused.prefers_small_batch)
     n_gates = 4
     state_type = LSTMState
     gate_names = ("i", "f", "g", "o")

@@ -14,8 +14,11 @@ sequences come instead from the compiled loops (``cell.run_compiled``), which wr
 Which kernel in eager mode on CPU, by measurement (benchmarks/README.md):
 
 * inference: cells whose torch op has no oneDNN kernel (GRU with reset_after=True, SimpleRNN:
-  ``prefers_compiled``) always run their compiled loops; the LSTM runs oneDNN (as fast as the compiled
-  loop or faster) unless sequences are asked for or the sequence is short (T <= 4, streaming);
+  ``prefers_compiled``) always run their compiled loops; the LSTM runs oneDNN (as fast as the general
+  compiled loop or faster) unless sequences are asked for, the sequence is short (T <= 4, streaming) or
+  the batch is small (float32, B <= 8, B*T >= 32, U <= 512 on an AVX-512 CPU: the compiled small-batch
+  loop, faster than oneDNN there, ``prefers_small_batch``; the GRU's compiled loop has the same
+  small-batch form, 2-3x faster than its general loop at B=2..8);
 * training (``compiled_train_reason``): the GRU and the SimpleRNN run the compiled loop with a compiled
   backward (up to batch x units = 32768), the LSTM up to a recurrent step of 2^21 multiply-adds (batch 32
   at 128 units), where it is as fast as oneDNN or faster (small batches: 0.5-0.7x its time).
@@ -163,9 +166,24 @@ def prefers_compiled(cell) -> bool:
     return not getattr(cell, "onednn_kernel", False)
 
 
-def compiled_path(cell) -> str:
-    """The ``last_path`` label of ``cell.run_compiled``: what its loop writes as it goes."""
+def prefers_small_batch(cell, x) -> bool:
+    """Whether plain inference should run the compiled loop because its small-batch form runs `x`: the
+    cell declares one (``small_batch_kernel``) and the kernel takes this call (``_ext.small_batch_loop``:
+    float32, B <= 8, B*T >= 32, U <= 512, AVX-512). Measured there (x (B, 100, 32), one thread each, busy
+    machine): the op at U=128, B=1..8 1.3-1.7x faster than oneDNN (U=64 2.3-2.6x, U=256 1.2-1.3x, U=512
+    1.1-1.2x; _ext/small_batch.h), the layer call 1.2-1.4x (it adds ~35 us of Python per call)."""
+    return getattr(cell, "small_batch_kernel", False) and _ext.small_batch_loop(x, cell.units)
+
+
+SMALL_BATCH = "small-batch loop"
+
+
+def compiled_path(cell, x=None) -> str:
+    """The ``last_path`` label of ``cell.run_compiled`` (on `x`, when given): what its loop writes as it
+    goes, and "small-batch loop" where the kernel runs `x` on its small-batch form."""
     label = f"compiled-{cell.kernel_label}"
+    if x is not None and getattr(cell, "small_batch_kernel", False) and _ext.small_batch_loop(x, cell.units):
+        return label + f" ({SMALL_BATCH}: packed weights, one pass per step)"
     if "c" in getattr(cell, "state_names", ()):
         return label + " (h, c and gate sequences in one time loop)"
     if getattr(cell, "gate_names", ()):
@@ -181,6 +199,8 @@ def compiled_train_path(cell) -> str:
 
 # The labels of the built-in cells' compiled paths (what compiled_path / compiled_train_path give).
 COMPILED_PATH = _ext.PATH_NAME + " (h, c and gate sequences in one time loop)"
+SMALL_BATCH_PATH = _ext.PATH_NAME + f" ({SMALL_BATCH}: packed weights, one pass per step)"
+SMALL_BATCH_GRU_PATH = _ext.GRU_PATH_NAME + f" ({SMALL_BATCH}: packed weights, one pass per step)"
 COMPILED_GRU_PATH = _ext.GRU_PATH_NAME + " (h and gate sequences in one time loop)"
 COMPILED_RNN_PATH = _ext.RNN_PATH_NAME + " (one time loop)"
 COMPILED_TRAIN_PATH = _ext.PATH_NAME + " (training, small step: compiled forward and backward)"
@@ -287,11 +307,11 @@ def _run_fast(cell, x, state, *, want_states=False, want_gates=False, training=F
     # short sequences (streaming) in inference: the compiled loop or torch's single-step cell ops
     # (not under autograd: there the sequence kernel's backward is faster than the cell ops')
     short = x.shape[1] <= CELL_OP_MAX_STEPS and not recording
-    prefer = want or short or (not recording and prefers_compiled(cell))
+    prefer = want or short or (not recording and (prefers_compiled(cell) or prefers_small_batch(cell, x)))
     why_not = compiled_reason(cell, x, state) if prefer else ""
     if why_not is None:
         out, final, seqs, gates = cell.run_compiled(x, state, want_states=want_states, want_gates=want_gates)
-        return out, final, seqs, gates, compiled_path(cell)
+        return out, final, seqs, gates, compiled_path(cell, x)
     if recording and not want:
         why_train = compiled_train_reason(cell, x, state)
         if why_train is None:
