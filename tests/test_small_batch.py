@@ -185,8 +185,8 @@ def test_other_calls_keep_their_paths_and_say_why():
     with torch.no_grad():
         layer(torch.randn(9, T, F))                           # B = 9: beyond the small-batch range
     assert layer.last_path.startswith("fused-")
-    layer(torch.randn(2, T, F))                               # autograd recording: torch's op (training)
-    assert layer.last_path.startswith("fused-")
+    layer(torch.randn(2, T, F))                # autograd recording: the compiled training loop, whose
+    assert layer.last_path.startswith("compiled-LSTM (training")      # forward takes the small-batch loop
     assert not _ext.small_batch_loop(torch.randn(2, T, F, dtype=torch.float64), U)     # float32 only
     assert not _ext.small_batch_loop(torch.randn(2, T, F), 513)                          # U <= 512
     assert not _ext.small_batch_loop(torch.randn(9, T, F), U)
