@@ -224,8 +224,12 @@ def kernel_inputs_reason(x) -> str | None:
 # the compiled LSTM forward+backward against oneDNN's is 0.5x at (B, T, F, U) = (4, 20, 12, 64), 0.7x at
 # (1, 50, 32, 128), 0.9-1.0x at (32, 7, 12, 128), 1.03x at (32, 100, 32, 128) and 1.2x at
 # (128, 50, 32, 256): the sequence length hardly matters, the step's size does. Up to a recurrent step of
-# 2^21 multiply-adds (B x 4U x U: batch 32 at 128 units) the compiled loop runs.
+# 2^21 multiply-adds (B x 4U x U: batch 32 at 128 units) the compiled loop runs. With two threads on a step
+# large enough to use them (>= threads.PARALLEL_MIN_STEP_MACS), oneDNN's threads pay off better than the
+# compiled loop's per-step ones (measured, wall time, 2 threads: compiled 0.84x oneDNN at T=7, 1.0x at
+# T=29, 1.27x at T=50 for batch 32, 128 units): there it runs up to COMPILED_TRAIN_THREADED_MAX_STEPS.
 COMPILED_TRAIN_MAX_STEP_MACS = 1 << 21
+COMPILED_TRAIN_THREADED_MAX_STEPS = 32
 # GRU / SimpleRNN training: 0.1-0.8x torch's time up to batch x units of 16384 (B=32, U=512); at
 # 65536 (B=256, U=256) 1.05-1.2x, where torch's per-step ops are large enough to run efficiently.
 COMPILED_TRAIN_MAX_BATCH_UNITS = 32768
@@ -249,6 +253,11 @@ def compiled_train_reason(cell, x, state) -> str | None:
     if macs > COMPILED_TRAIN_MAX_STEP_MACS:
         return (f"a recurrent step of {macs} multiply-adds (batch {B}); oneDNN is as fast or faster beyond "
                 f"{COMPILED_TRAIN_MAX_STEP_MACS}")
+    T = x.shape[1]
+    if T > COMPILED_TRAIN_THREADED_MAX_STEPS and macs >= threads.PARALLEL_MIN_STEP_MACS \
+            and torch.get_num_threads() > 1 and not threads.contended():
+        return (f"{T} timesteps on {torch.get_num_threads()} threads; oneDNN's threads pay off better beyond "
+                f"{COMPILED_TRAIN_THREADED_MAX_STEPS} steps")
     return None
 
 

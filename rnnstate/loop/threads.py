@@ -130,12 +130,17 @@ def contended() -> bool:
     return time.monotonic() < _CONTENDED_UNTIL[0]
 
 
+def contended() -> bool:
+    """Whether calls run single-threaded now because threaded ones were measured contended."""
+    return time.monotonic() < _CONTENDED_UNTIL[0]
+
+
 def single_threaded_below(cell, batch: int, steps: int = 1):
     """The thread policy for one call of `cell` at `batch` x `steps` (the module docstring):
     ``single_threaded()`` for small steps or while contended, else a context that times the threaded call."""
     macs = step_macs(cell, batch)
     if macs < PARALLEL_MIN_STEP_MACS or _CONTROLS is None:
         return _SingleThreaded()
-    if time.monotonic() < _CONTENDED_UNTIL[0]:
+    if contended():
         return _SingleThreaded()
     return _Timed((macs, steps, torch.is_grad_enabled()))
