@@ -29,6 +29,19 @@ def _blas_macros(torch):
     return []
 
 
+def _openmp_flags(torch):
+    """-fopenmp at compile time only, where torch itself runs on GCC's OpenMP (Linux wheels): the kernels'
+    at::parallel_for regions then run on torch's threads. Not at link time: the OpenMP calls resolve to the
+    runtime libtorch_cpu already loaded (its own libgomp), never to a second copy with a thread pool of its
+    own. Without it (other platforms) at::parallel_for runs the kernels' loops on the calling thread."""
+    import sys
+    if not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info():
+        return []
+    if os.environ.get("RNNSTATE_EXT_NO_OPENMP"):
+        return []
+    return ["-fopenmp"]
+
+
 def _sources_digest():
     """sha256 of the extension's sources, recorded next to the module: the runtime refuses a module built
     from other sources (a stale build left behind when a rebuild failed)."""
@@ -61,10 +74,11 @@ def _extensions():
                         f.write(torch.__version__ + "\n" + _sources_digest())
 
     macros = [] if os.environ.get("RNNSTATE_EXT_NO_BLAS") else _blas_macros(torch)
+    flags = ["-O3", "-g0"] + _openmp_flags(torch)
     ext = CppExtension("rnnstate._ext._C", EXT_SOURCES, define_macros=macros,
                        depends=[os.path.join("rnnstate", "_ext", h) for h in
                                 ("pointwise.h", "blas.h", "kernels.h", "loops.h", "gemm.h", "small_batch.h", "fastmath.h")],
-                       extra_compile_args=["-O3", "-g0"], optional=True)
+                       extra_compile_args=flags, optional=True)
     return [ext], {"build_ext": BuildExt.with_options(use_ninja=False)}
 
 
