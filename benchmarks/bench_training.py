@@ -255,6 +255,7 @@ def _ddp_worker(rank, world, port, threads, n, digits, hidden, epochs, batch, ou
     if rank == 0:
         Path(out).write_text(json.dumps({"times": clock.times, "loss": h.history["loss"]}))
     if world > 1:
+        dist.barrier()                # no rank tears gloo down while another still talks to it
         dist.destroy_process_group()
 
 

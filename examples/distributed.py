@@ -61,6 +61,7 @@ def main(argv=None):
         print(f"{world} process(es): val char accuracy {hist.history['val_accuracy'][-1]:.3f}, exact answers "
               f"{exact:.3f}, {per_epoch:.2f} s/epoch; best model in {a.checkpoint}")
     if dist.is_initialized():
+        dist.barrier()                # no rank tears gloo down while another still talks to it
         dist.destroy_process_group()
     return hist, exact
 
