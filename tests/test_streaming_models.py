@@ -292,3 +292,25 @@ def test_sequential_without_input_gets_its_plan_after_the_first_step(rng):
     y0, s0 = stream.step(x[:, 0], stream.initial_states(2))                          # zero states as given
     assert stream.last_path.startswith("step plan")
     np.testing.assert_allclose(np.asarray(y0), outs[0], atol=ATOL)
+
+
+def test_float64_steps_run_on_the_plan_converted_like_the_layers():
+    """A float64 step (numpy's default) is converted to the weights' dtype as the layers convert inputs,
+    and runs on the plan (not through an error and the graph); oracle: predict on the float32 sequence."""
+    import rnnstate
+    from rnnstate import layers as L
+    from rnnstate.states import Streamer
+    torch.manual_seed(0)
+    m = rnnstate.Sequential([rnnstate.Input((5, 3)), L.LSTM(8, return_sequences=True), L.GRU(4), L.Dense(2)])
+    x = np.random.default_rng(0).random((2, 5, 3))
+    full = m.predict(x.astype("float32"), verbose=0)
+    s, st = m.stream(), None
+    for t in range(5):
+        y, st = s.step(x[:, t:t + 1], st)
+        assert s.last_path.startswith("step plan")
+    np.testing.assert_allclose(np.asarray(y), full, atol=1e-5)
+    one = Streamer(m.layers[0])
+    h, _ = one.step(x[:, 0], None)
+    assert one.last_path.startswith("compiled-LSTM step")
+    ref = m.layers[0](torch.from_numpy(x[:, :1].astype("float32")))[:, 0]
+    torch.testing.assert_close(torch.as_tensor(h), ref, atol=1e-5, rtol=1e-5)

@@ -21,9 +21,10 @@ What a plan covers (else ``build`` returns the reason, and the streamer runs the
 * inputs: sequences (float (B, T, F), or token ids (B, T)) given as one step, (B, F) / (B,) or
   (B, 1, F) / (B, 1); on CPU, in inference (``training=False, grad=False``).
 
-A call the plan can't take (a chunk of several steps, another dtype, states not in the structure the
-streamer returns, anything that raises) runs the model graph instead, which gives the same numbers
-or the clear error.
+Float inputs of another dtype are converted to the weights' dtype, as the layers convert them. A call
+the plan can't take (a chunk of several steps, states not in the structure the streamer returns) runs
+the model graph instead, with the same numbers; so does a call whose step raises (invalid inputs: a
+wrong feature count, ids out of range), where the graph path gives the clear error.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class StepPlan:
         else:
             return None
         timed = None
+        dtype = self.weight_ref().dtype
         for k, ((_, rank), v) in enumerate(zip(self.inputs, xs)):
             if type(v) is np.ndarray:
                 if rank == 3 and v.dtype not in (np.float32, np.float64) or rank == 2 and v.dtype.kind not in "iu":
@@ -73,6 +75,8 @@ class StepPlan:
                 return None
             if rank == 2 and v.is_floating_point():
                 return None
+            if rank == 3 and v.dtype != dtype:            # the layers' rule: floats take the weights' dtype
+                v = v.to(dtype)
             d = v.dim()
             if d == rank:
                 if v.shape[1] != 1:
@@ -130,6 +134,11 @@ class StepPlan:
             x = torch.from_numpy(x)
         elif type(x) is not torch.Tensor:
             return None
+        dtype = self.weight_ref().dtype
+        if x.dtype != dtype:                      # the layers' rule: floats take the weights' dtype
+            if not x.is_floating_point():
+                return None
+            x = x.to(dtype)
         d = x.dim()
         if d == 3:                                # the kernels take a (B, 1, F) step as it is
             if x.shape[1] != 1:
@@ -301,6 +310,7 @@ def build_layer(layer):
     plan = StepPlan([], 1, [(0, 3)], [0], [layer.return_sequences], pack, rec, True,
                     f"compiled-{layer.cell.kernel_label} step (streaming fast path)")
     plan.step_fn = fn
+    plan.weight_ref = lambda: layer.cell.weight_hh
     return plan, None
 
 
