@@ -110,15 +110,15 @@ def _lstm_setup(ctx, inputs, output):
     x, h0, c0, w_ih, w_hh, b_ih, want_c, want_gates = inputs
     out, _, _, cs, gi, gf, gg, go = output
     ctx.train_form = bool(want_c and want_gates)
-    ctx.flags = f"want_c={want_c}, want_gates={want_gates}"
+    ctx.flags = (want_c, want_gates)           # formatted only for the error below
     ctx.has_bias = b_ih is not None
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, out, cs, gi, gf, gg, go)
 
 
 def _lstm_backward(ctx, d_out, d_hT, d_cT, *_unused):
     if not ctx.train_form:
-        raise RuntimeError(_NOT_TRAINING_FORM.format(op="lstm_sequence", flags=ctx.flags,
-                                                     form="want_c=True, want_gates=True"))
+        flags = "want_c={}, want_gates={}".format(*ctx.flags)
+        raise RuntimeError(_NOT_TRAINING_FORM.format(op="lstm_sequence", flags=flags, form="want_c=True, want_gates=True"))
     x, h0, c0, w_ih, w_hh, out, cs, gi, gf, gg, go = ctx.saved_tensors
     need = ctx.needs_input_grad
     dx, dh0, dc0, dw_ih, dw_hh, db = getattr(ctx, "backward_op", ops.lstm_backward.default)(
@@ -132,14 +132,14 @@ def _gru_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, want_gates, train = inputs
     out, _, z, r, n, ghn = output
     ctx.train_form = bool(train)
-    ctx.flags = f"train={train}"
+    ctx.flags = train
     ctx.has_bias = b_ih is not None
     ctx.save_for_backward(x, h0, w_ih, w_hh, b_hh, out, z, r, n, ghn)
 
 
 def _gru_backward(ctx, d_out, d_hT, *_unused):
     if not ctx.train_form:
-        raise RuntimeError(_NOT_TRAINING_FORM.format(op="gru_sequence", flags=ctx.flags, form="train=True"))
+        raise RuntimeError(_NOT_TRAINING_FORM.format(op="gru_sequence", flags=f"train={ctx.flags}", form="train=True"))
     x, h0, w_ih, w_hh, b_hh, out, z, r, n, ghn = ctx.saved_tensors
     need = ctx.needs_input_grad
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = getattr(ctx, "backward_op", ops.gru_backward.default)(

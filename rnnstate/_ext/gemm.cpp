@@ -86,32 +86,26 @@ RS_AVX512 void kernel(int64_t K, const float* A, int64_t lda, const float* Bp, f
   }
 }
 
-template <int MR, int NP, bool AT>
-RS_AVX512 inline void block(int64_t K, const float* A, int64_t lda, const float* Bp, float* C, int64_t ldc,
-                            int64_t n_left, bool acc) {
-  kernel<MR, NP, AT>(K, A, lda, Bp, C, ldc, n_left, acc);
-}
-
 // One group of NP panels, all rows: row blocks of 8 (NP = 1) or of 2 (NP = 4, the small-M kernels).
 template <int NP, bool AT>
 RS_AVX512 void panel_group(int64_t M, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
                            int64_t ldc, int64_t n_left, bool acc) {
   int64_t r = 0;
   if constexpr (NP == 1) {
-    for (; r + 8 <= M; r += 8) block<8, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc);
+    for (; r + 8 <= M; r += 8) kernel<8, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc);
     switch (M - r) {
-      case 7: block<7, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
-      case 6: block<6, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
-      case 5: block<5, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
-      case 4: block<4, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
-      case 3: block<3, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
-      case 2: block<2, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
-      case 1: block<1, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 7: kernel<7, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 6: kernel<6, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 5: kernel<5, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 4: kernel<4, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 3: kernel<3, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 2: kernel<2, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
+      case 1: kernel<1, 1, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc); break;
       default: break;
     }
   } else {
-    for (; r + 2 <= M; r += 2) block<2, NP, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc);
-    if (r < M) block<1, NP, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc);
+    for (; r + 2 <= M; r += 2) kernel<2, NP, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc);
+    if (r < M) kernel<1, NP, AT>(K, A + (AT ? r : r * lda), lda, Bp, C + r * ldc, ldc, n_left, acc);
   }
 }
 

@@ -77,6 +77,24 @@ class Cell(Layer):
 
     _generator = None      # a cell's own dropout generator (Keras' `seed`), set by cells that take one
 
+    def _keras_recurrent_args(self, who, activation, recurrent_activation, use_bias, weight_initializers,
+                              weight_regularizers, dropout, recurrent_dropout, seed):
+        """The arguments every Keras recurrent cell takes, resolved and checked (errors name `who`):
+        activations, ``use_bias``, the kernel/recurrent/bias initializers and regularizers (dicts by
+        argument name), ``dropout``, ``recurrent_dropout`` and ``seed`` (which seeds the dropout masks)."""
+        self.activation = _checks.resolved(who, "activation", activations.get, activation)
+        self.recurrent_activation = _checks.resolved(who, "recurrent_activation", activations.get,
+                                                     recurrent_activation)
+        self.use_bias = bool(use_bias)
+        for k, v in weight_initializers.items():
+            setattr(self, k, _checks.resolved(who, k, initializers.get_for_weight, v))
+        for k, v in weight_regularizers.items():
+            setattr(self, k, _checks.resolved(who, k, regularizers.get, v))
+        self.dropout = _checks.fraction(who, "dropout", dropout)
+        self.recurrent_dropout = _checks.fraction(who, "recurrent_dropout", recurrent_dropout)
+        self.seed = _checks.seed(who, seed)
+        self._generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+
     def dropout_mask(self, shape, rate, device, dtype):
         """Keras' dropout mask: one Bernoulli(1 - rate) draw per sample and unit (or element), kept for
         all steps, scaled by 1 / (1 - rate)."""
@@ -118,25 +136,14 @@ class GatedCell(Cell):
                                       f"{activation!r}. The second positional argument is `activation`, not the "
                                       f"input size or shape: give the input shape as `input_shape={shape}` "
                                       f"or with `Input(shape={shape})`.")
-        self.activation = _checks.resolved(self, "activation", activations.get, activation)
-        self.recurrent_activation = _checks.resolved(self, "recurrent_activation", activations.get,
-                                                     recurrent_activation)
-        self.use_bias = bool(use_bias)
-        for k, v in (("kernel_initializer", kernel_initializer), ("recurrent_initializer", recurrent_initializer),
-                     ("bias_initializer", bias_initializer)):
-            setattr(self, k, _checks.resolved(self, k, initializers.get_for_weight, v))
-        for k, v in regs.items():
-            setattr(self, k, _checks.resolved(self, k, regularizers.get, v))
-        self.dropout = _checks.fraction(self, "dropout", dropout)
-        self.recurrent_dropout = _checks.fraction(self, "recurrent_dropout", recurrent_dropout)
-        self.seed = _checks.seed(self, seed)
+        self._keras_recurrent_args(self, activation, recurrent_activation, use_bias,
+                                   {"kernel_initializer": kernel_initializer,
+                                    "recurrent_initializer": recurrent_initializer,
+                                    "bias_initializer": bias_initializer}, regs, dropout, recurrent_dropout, seed)
         # refuse sizes no machine can hold before anything is allocated (the kernel is checked at build)
         _checks.weights_fit(self, "units", self.units, f"the recurrent kernel ({self.units}, "
                                                        f"{self.n_gates * self.units})",
                             self.units * self.n_gates * self.units)
-        self._generator = None
-        if seed is not None:
-            self._generator = torch.Generator().manual_seed(int(seed))
         self.state_size = [self.units] * len(self.state_type._fields)
         self.output_size = self.units
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import _checks, activations, initializers, regularizers
+from .. import _checks, regularizers
 from .._state import LSTMState
 from ..layers.base import WeightRef, init_weight
 from .base import Cell, _act_name
@@ -108,21 +108,14 @@ class ConvLSTMCell(Cell):
                                     f"Keras); received strides={self.strides}, dilation_rate={self.dilation_rate}.")
         self.padding = _checks.one_of(me, "padding", str(padding).lower(), PADDINGS)
         self.data_format = _checks.one_of(me, "data_format", data_format or "channels_last", DATA_FORMATS)
-        self.activation = _checks.resolved(me, "activation", activations.get, activation)
-        self.recurrent_activation = _checks.resolved(me, "recurrent_activation", activations.get,
-                                                     recurrent_activation)
-        self.use_bias = bool(use_bias)
-        for k, v in (("kernel_initializer", kernel_initializer), ("recurrent_initializer", recurrent_initializer),
-                     ("bias_initializer", bias_initializer)):
-            setattr(self, k, _checks.resolved(me, k, initializers.get_for_weight, v))
+        self._keras_recurrent_args(me, activation, recurrent_activation, use_bias,
+                                   {"kernel_initializer": kernel_initializer,
+                                    "recurrent_initializer": recurrent_initializer,
+                                    "bias_initializer": bias_initializer},
+                                   {"kernel_regularizer": kernel_regularizer,
+                                    "recurrent_regularizer": recurrent_regularizer,
+                                    "bias_regularizer": bias_regularizer}, dropout, recurrent_dropout, seed)
         self.unit_forget_bias = bool(unit_forget_bias)
-        for k, v in (("kernel_regularizer", kernel_regularizer), ("recurrent_regularizer", recurrent_regularizer),
-                     ("bias_regularizer", bias_regularizer)):
-            setattr(self, k, _checks.resolved(me, k, regularizers.get, v))
-        self.dropout = _checks.fraction(me, "dropout", dropout)
-        self.recurrent_dropout = _checks.fraction(me, "recurrent_dropout", recurrent_dropout)
-        self.seed = _checks.seed(me, seed)
-        self._generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         k = math.prod(self.kernel_size)
         self._size_arg = ("kernel_size", self.kernel_size) if k >= self.filters else ("filters", self.filters)
         _checks.weights_fit(me, *self._size_arg, f"the recurrent kernel ({', '.join(map(str, self.kernel_size))}"
