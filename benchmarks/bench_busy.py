@@ -4,7 +4,10 @@ Rows (LSTM, F=32, U=128, inference):
   * stream x(1,1,F)   one streaming step as a Keras user calls it: LSTM(U, return_state=True)(x_t,
                       initial_state=[h, c]) vs nn.LSTM(x_t, (h, c));
   * stream x(1,F)     one step without the time axis: Streamer(LSTM(U)).step(x_t, state) vs nn.LSTMCell;
-  * forward (32,100)  LSTM(U) over x (32, 100, F) vs nn.LSTM.
+  * forward (32,100)  LSTM(U) over x (32, 100, F) vs nn.LSTM;
+  * gates fwd         the same with return_gate_sequences (the compiled loop) vs nn.LSTM's plain forward;
+  * small batch       LSTM(U) over x (4, 100, F) (the small-batch loop) vs nn.LSTM;
+  * train fwd+bwd     forward + backward over x (32, 20, F) (the compiled training loop) vs nn.LSTM.
 
 Each row is timed per call (median and p90) idle, then with one and with two background busy processes
 (plain Python spin loops started here, bounded in time, killed at the end). Within each load the
@@ -90,16 +93,48 @@ def build(seed=0):
         with torch.inference_mode():
             return ref(x_big)[0]
 
+    gates_layer = rs_layer(return_sequences=True, return_gate_sequences=True)
+    x_small = torch.randn(4, 100, F)
+    small_layer = rs_layer(return_sequences=True)
+    train_layer = rs_layer(return_sequences=True)
+    train_layer.train()
+    ref_train = torch.nn.LSTM(F, U, batch_first=True)
+    ref_train.load_state_dict(ref.state_dict())
+    x_train = torch.randn(32, 20, F)
+
+    def rs_gates():                   # the compiled loop writing h, c and the gates (packed GEMM)
+        with torch.inference_mode():
+            return gates_layer(x_big)
+
+    def rs_small():                   # batch 4: the small-batch loop
+        with torch.inference_mode():
+            return small_layer(x_small)
+
+    def torch_small():
+        with torch.inference_mode():
+            return ref(x_small)[0]
+
+    def rs_train():                   # forward + backward: the compiled training loop
+        train_layer(x_train).sum().backward()
+
+    def torch_train():
+        ref_train(x_train)[0].sum().backward()
+
     diff = float((rs_fwd() - torch_fwd()).abs().max())
     assert diff < 1e-4, f"rnnstate and torch disagree by {diff}"
     rows = {"stream x(1,1,F)": {"rnnstate": rs_call, "torch": torch_call},
             "stream x(1,F)": {"rnnstate": rs_stream, "torch": torch_cell},
-            "forward (32,100,F)": {"rnnstate": rs_fwd, "torch": torch_fwd}}
+            "forward (32,100,F)": {"rnnstate": rs_fwd, "torch": torch_fwd},
+            "gates fwd (32,100,F)": {"rnnstate": rs_gates, "torch": torch_fwd},
+            "small batch (4,100,F)": {"rnnstate": rs_small, "torch": torch_small},
+            "train fwd+bwd (32,20,F)": {"rnnstate": rs_train, "torch": torch_train}}
     for fns in rows.values():
         for fn in fns.values():
             fn()
     paths = {"stream x(1,1,F)": call_layer.last_path, "stream x(1,F)": stream.last_path,
-             "forward (32,100,F)": seq_layer.last_path}
+             "forward (32,100,F)": seq_layer.last_path, "gates fwd (32,100,F)": gates_layer.last_path}
+    paths["small batch (4,100,F)"] = small_layer.last_path
+    paths["train fwd+bwd (32,20,F)"] = train_layer.last_path
     return rows, paths, diff
 
 
@@ -157,9 +192,13 @@ def main(argv=None):
     loads = [int(v) for v in args.loads.split(",")]
     rows, paths, diff = build()
     if args.smoke:
-        rounds, budget, per_round = 1, 0.2, {"stream x(1,1,F)": 20, "stream x(1,F)": 20, "forward (32,100,F)": 2}
+        rounds, budget, per_round = 1, 0.2, {"stream x(1,1,F)": 20, "stream x(1,F)": 20, "forward (32,100,F)": 2,
+                                             "gates fwd (32,100,F)": 2, "small batch (4,100,F)": 2,
+                                             "train fwd+bwd (32,20,F)": 2}
     else:
-        rounds, budget, per_round = 6, 1.0, {"stream x(1,1,F)": 300, "stream x(1,F)": 300, "forward (32,100,F)": 8}
+        rounds, budget, per_round = 6, 1.0, {"stream x(1,1,F)": 300, "stream x(1,F)": 300, "forward (32,100,F)": 8,
+                                             "gates fwd (32,100,F)": 8, "small batch (4,100,F)": 30,
+                                             "train fwd+bwd (32,20,F)": 10}
     header = {"hostname": bu.hostname(), **bu.cpu_info(), "torch": torch.__version__,
               "torch_threads": torch.get_num_threads(), "load_average_start": bu.load_average(),
               "started": _dt.datetime.now().isoformat(timespec="seconds"), "paths": paths,
