@@ -283,3 +283,14 @@ def test_keras_file_round_trip_keeps_the_policy_both_ways(tmp_path):
             got = [t.float().numpy() for t in ours(x)]
         for g, k in zip(got, theirs(x)):
             np.testing.assert_allclose(g, np.asarray(k, dtype=np.float32), atol=2e-2)
+
+
+@pytest.mark.skipif(not torch.ops.rnnstate.bf16_supported(), reason="this CPU has no AVX512-BF16 units")
+def test_bf16_ops_have_fake_kernels_for_torch_compile_and_export():
+    """torch.library.opcheck (schema, fake kernel vs the real one, dispatch) on the mixed ops."""
+    ops = torch.ops.rnnstate
+    w_ih, w_hh = torch.randn(4 * 20, 7), torch.randn(4 * 20, 20)
+    torch.library.opcheck(ops.pack_lstm_bf16.default, (w_ih,), test_utils=("test_schema", "test_faketensor"))
+    args = (torch.randn(3, 5, 7), torch.zeros(3, 20), torch.zeros(3, 20), ops.pack_lstm_bf16(w_ih),
+            ops.pack_lstm_bf16(w_hh), torch.randn(80))
+    torch.library.opcheck(ops.lstm_sequence_bf16.default, args, test_utils=("test_schema", "test_faketensor"))

@@ -61,6 +61,21 @@ def _dx(x, need_dx):
     return _seq(x, x.shape[2]) if need_dx else _none(x)
 
 
+@register_fake("rnnstate::pack_lstm_bf16")
+def _pack_lstm_bf16_fake(w):
+    torch._check(w.dim() == 2, lambda: "pack_lstm_bf16: a (4U, K) weight")
+    U, K = w.shape[0] // 4, w.shape[1]
+    return w.new_empty((4 * ((U + 15) // 16), (K + 1) // 2, 16, 2), dtype=torch.bfloat16)
+
+
+@register_fake("rnnstate::lstm_sequence_bf16")
+def _lstm_sequence_bf16_fake(x, h0, c0, wp_ih, wp_hh, b_ih):
+    torch._check(x.dim() == 3, lambda: "x must be (B, T, F)")
+    B, T, U = x.shape[0], x.shape[1], h0.shape[1]
+    out = x.new_empty((T, B, U), dtype=torch.bfloat16).transpose(0, 1)
+    return out, h0.new_empty((B, U), dtype=torch.float32), h0.new_empty((B, U), dtype=torch.float32)
+
+
 @register_fake("rnnstate::lstm_backward")
 def _lstm_backward_fake(x, h0, c0, w_ih, w_hh, has_bias, out, cseq, gi, gf, gg, go, dout, dhT, dcT, need_dx,
                         need_dh0):
